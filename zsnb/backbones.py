@@ -1,0 +1,301 @@
+"""Backbones: a diffusers UNet with what it needs to see an image (VAE or identity, text, noise schedule).
+
+`load_backbone("sd15")` loads real weights with diffusers `from_pretrained` from the local Hugging Face
+cache or a local diffusers folder, never downloading unless `download=True`; `weights="random"` builds the
+same architecture from the configs shipped in `zsnb/configs/` with seeded random weights, offline (the
+structural test bed and the untrained control); `"organism"` is the project's own small model, trained
+on `zsnb.world` and shipped in the package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What zsnb knows about a named backbone."""
+
+    hub_id: str
+    family: str  # "sd1": one CLIP text encoder; "sdxl": two, plus pooled text and size conditioning
+    resolution: int  # native input side in pixels
+    random_config: str | None  # folder in zsnb/configs/ to build random weights from
+
+
+SPECS: dict[str, Spec] = {
+    "sd14": Spec("CompVis/stable-diffusion-v1-4", "sd1", 512, "sd15"),  # SD1.4 and SD1.5 share the architecture
+    "sd15": Spec("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd1", 512, "sd15"),
+    "sd21-base": Spec("stabilityai/stable-diffusion-2-1-base", "sd1", 512, None),
+    "ssd-1b": Spec("segmind/SSD-1B", "sdxl", 1024, "ssd-1b"),
+    "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, None),
+}
+KNOWN_NAMES = (*SPECS, "organism")
+
+# The methods' official settings (anchors.md); the organism stores its own next to its weights.
+OFFICIAL_DEFAULTS: dict[str, dict] = {
+    "diffseg": {"timestep": 300, "noise": "none", "seed": 42, "kl_threshold": 1.1, "num_points": 16,
+                "iterations": 3, "refine": False},
+    "diffcut": {"timestep": 50, "noise": "seeded", "seed": 42, "tap": "down_last_attn1", "tau": 0.5,
+                "alpha": 10.0, "refine": True, "out_size": 128, "pamr_iterations": 10,
+                "pamr_dilations": (1, 2, 4, 8)},
+}
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning for one prompt: encoder states (1, L, D) and SDXL's extra inputs (or None)."""
+
+    encoder_hidden_states: torch.Tensor
+    added_cond_kwargs: dict[str, torch.Tensor] | None = None
+
+    def expand(self, batch: int) -> Conditioning:
+        """The same conditioning repeated for a batch of `batch` inputs."""
+        extra = None if self.added_cond_kwargs is None else {
+            k: v.expand(batch, *v.shape[1:]) for k, v in self.added_cond_kwargs.items()}
+        return Conditioning(self.encoder_hidden_states.expand(batch, -1, -1), extra)
+
+
+@dataclass
+class Backbone:
+    """A UNet ready for capture: encode an image, noise it, condition it, run it."""
+
+    name: str
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL | None  # None: pixel space (the organism), the "VAE" is the identity
+    scheduler: DDPMScheduler  # only its noise schedule is used (add_noise)
+    encode_prompt: Callable[[str], Conditioning]
+    resolution: int
+    weights: str  # "pretrained", "random" or "trained"
+    defaults: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def latent_scale(self) -> float:
+        """The VAE's scaling factor (1 in pixel space)."""
+        return 1.0 if self.vae is None else float(self.vae.config.scaling_factor)
+
+    @property
+    def latent_resolution(self) -> int:
+        """Side of the UNet input for an image of `resolution` pixels."""
+        return self.resolution // self.vae_factor
+
+    @property
+    def vae_factor(self) -> int:
+        """Pixels per latent cell (8 for SD's VAE, 1 in pixel space)."""
+        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def attention_layers(self, kind: str = "self", resolution: int | None = None) -> dict[int, list[str]]:
+        """Names of attention layers ("self": attn1, "cross": attn2) grouped by map side at native input."""
+        return attention_layers(self.unet, self.latent_resolution, kind, resolution)
+
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] to the UNet input (B, C, h, w): the VAE posterior mean times its scale."""
+        if self.vae is None:
+            return (images * 2 - 1).to(self.device, self.dtype)
+        x = (images * 2 - 1).to(self.device, self.vae.dtype)
+        return (self.vae.encode(x).latent_dist.mean * self.latent_scale).to(self.dtype)
+
+
+def attention_layers(unet: UNet2DConditionModel, latent_res: int, kind: str = "self",
+                     resolution: int | None = None) -> dict[int, list[str]]:
+    """Attention module names of `unet` by the side of their spatial map, for a latent of side latent_res."""
+    suffix = {"self": "attn1", "cross": "attn2"}.get(kind)
+    if suffix is None:
+        raise ZsnbError(f"kind={kind!r} is not an attention kind; use 'self' or 'cross'.")
+    deepest = len(unet.config.block_out_channels) - 1
+    layers: dict[int, list[str]] = {}
+    for proc_name in unet.attn_processors:
+        name = proc_name.removesuffix(".processor")
+        if not name.endswith(suffix):
+            continue
+        m = re.match(r"(down|up)_blocks\.(\d+)\.", name)
+        level = deepest if m is None else int(m[2]) if m[1] == "down" else deepest - int(m[2])
+        layers.setdefault(latent_res >> level, []).append(name)
+    if resolution is not None:
+        if resolution not in layers:
+            raise UnknownNameError(f"no {kind}-attention at resolution {resolution}; available: {sorted(layers)}.")
+        return {resolution: layers[resolution]}
+    return dict(sorted(layers.items(), reverse=True))
+
+
+def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+    """Validate the device and pick a dtype (float32 on CPU, float16 on GPU unless given)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ZsnbError(f"device={device!r} is not a torch device; use 'cpu' or 'cuda'.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ZsnbError(f"device={device!r} but CUDA is not available here; use device='cpu' (the organism "
+                        "runs there in seconds) or run on a machine with a GPU.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ZsnbError(f"device={device!r} but MPS is not available here; use device='cpu'.")
+    if dtype is None:
+        dtype = torch.float32 if dev.type == "cpu" else torch.float16
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ZsnbError(f"dtype={dtype} is not supported; use torch.float32, torch.float16 or torch.bfloat16.")
+    if dev.type == "cpu" and dtype == torch.float16:
+        raise ZsnbError("dtype=torch.float16 on the CPU is slow and unsupported by some ops; use torch.float32 "
+                        "(or torch.bfloat16) on the CPU, float16 on a GPU.")
+    return dev, dtype
+
+
+def _empty_prompt_ids(config: dict, tokenizer_pad_is_eos: bool) -> torch.Tensor:
+    """Token ids of the empty prompt without a tokenizer file: BOS, EOS, then padding, (1, max_len)."""
+    # CLIP's BPE vocabulary puts <|startoftext|> and <|endoftext|> last; "!" (id 0) pads SDXL's second tokenizer.
+    bos, eos = config["vocab_size"] - 2, config["vocab_size"] - 1
+    pad = eos if tokenizer_pad_is_eos else 0
+    ids = torch.full((1, config["max_position_embeddings"]), pad, dtype=torch.long)
+    ids[0, :2] = torch.tensor([bos, eos])
+    return ids
+
+
+def _prompt_encoder(family: str, encoders: list, tokenizers: list | None, resolution: int,
+                    device: torch.device, dtype: torch.dtype) -> Callable[[str], Conditioning]:
+    """A function prompt -> Conditioning for SD1.x/2.x (one CLIP) or SDXL (two CLIPs, pooled, size ids)."""
+    cache: dict[str, Conditioning] = {}
+
+    @torch.no_grad()
+    def encode(prompt: str) -> Conditioning:
+        if prompt in cache:
+            return cache[prompt]
+        if tokenizers is None and prompt:
+            raise ZsnbError("random-weight backbones have no tokenizer files, so only the empty prompt works; "
+                            "use prompt='' or load pretrained weights.")
+        ids = []
+        for i, enc in enumerate(encoders):
+            if tokenizers is None:
+                ids.append(_empty_prompt_ids(enc.config.to_dict(), tokenizer_pad_is_eos=i == 0))
+            else:
+                tok = tokenizers[i]
+                ids.append(tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                               return_tensors="pt").input_ids)
+        if family == "sd1":
+            states = encoders[0](ids[0].to(device))[0]
+            cond = Conditioning(states.to(dtype))
+        else:
+            # SDXL: penultimate hidden states of both encoders side by side; pooled output of the second.
+            outs = [enc(x.to(device), output_hidden_states=True) for enc, x in zip(encoders, ids, strict=True)]
+            states = torch.cat([o.hidden_states[-2] for o in outs], dim=-1)
+            size = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device)
+            cond = Conditioning(states.to(dtype), {"text_embeds": outs[1].text_embeds.to(dtype),
+                                                   "time_ids": size.to(dtype)})
+        cache[prompt] = cond
+        return cond
+
+    return encode
+
+
+def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch.dtype, download: bool) -> tuple:
+    """UNet, VAE, scheduler, prompt encoder from a hub id (cached) or a local diffusers folder."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    kw = {"local_files_only": not download}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kw)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **kw)
+        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **kw)
+        family = "sdxl" if unet.config.addition_embed_type == "text_time" else "sd1"
+        names = ["text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
+        classes = [CLIPTextModel, CLIPTextModelWithProjection]
+        encoders = [cls.from_pretrained(source, subfolder=n, torch_dtype=dtype, **kw).to(device)
+                    for cls, n in zip(classes, names, strict=False)]
+        tokenizers = [CLIPTokenizer.from_pretrained(source, subfolder=n.replace("text_encoder", "tokenizer"), **kw)
+                      for n in names]
+    except (OSError, ValueError) as err:
+        raise WeightsUnavailable(
+            f"weights for {source!r} are not available offline ({type(err).__name__}). Download them once with "
+            f"`hf download {spec.hub_id}` (or `huggingface-cli download {spec.hub_id}`) on a machine with "
+            f"internet, pass a local diffusers folder instead, or call load_backbone(..., download=True). "
+            "The 'organism' backbone and weights='random' run anywhere, offline.") from err
+    resolution = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
+    encode = _prompt_encoder(family, encoders, tokenizers, resolution, device, dtype)
+    return unet, vae, scheduler, encode, resolution
+
+
+def _build_random(spec: Spec, device: torch.device, dtype: torch.dtype, seed: int) -> tuple:
+    """The same architecture from the shipped configs, with seeded random weights (no download)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = CONFIG_DIR / str(spec.random_config)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config(json.loads((folder / "unet.json").read_text()))
+    vae = AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text()))
+    scheduler = DDPMScheduler.from_config(json.loads((folder / "scheduler.json").read_text()))
+    encoders = [CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder.json").read_text())))]
+    if spec.family == "sdxl":
+        cfg2 = CLIPTextConfig(**json.loads((folder / "text_encoder_2.json").read_text()))
+        encoders.append(CLIPTextModelWithProjection(cfg2))
+    encoders = [e.to(device, dtype).eval() for e in encoders]
+    encode = _prompt_encoder(spec.family, encoders, None, spec.resolution, device, dtype)
+    return unet.to(dtype), vae.to(dtype), scheduler, encode, spec.resolution
+
+
+def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed: int) -> Backbone:
+    """The shipped organism (weights="pretrained") or its untrained twin (weights="random")."""
+    from safetensors.torch import load_file
+
+    from zsnb import organism
+
+    if weights == "random":
+        unet = organism.build_unet(seed)
+    else:
+        if not organism.UNET_FILE.exists():
+            raise WeightsUnavailable(f"organism weights are missing at {organism.UNET_FILE}; reinstall zsnb or "
+                                     "retrain them with `python -m zsnb.organism.train --export`.")
+        unet = organism.build_unet(seed)
+        unet.load_state_dict({k: v.float() for k, v in load_file(str(organism.UNET_FILE)).items()})
+    unet = unet.to(device, dtype).eval().requires_grad_(False)
+    cond = Conditioning(organism.null_conditioning(1, dtype, str(device)))
+    defaults = {k: {**v, **organism.method_defaults().get(k, {})} for k, v in OFFICIAL_DEFAULTS.items()}
+    return Backbone("organism", unet, None, organism.build_scheduler(), lambda prompt: cond,
+                    organism.RESOLUTION, "trained" if weights == "pretrained" else "random", defaults)
+
+
+def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone:
+    """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline."""
+    if weights not in ("pretrained", "random"):
+        raise ZsnbError(f"weights={weights!r}; use 'pretrained' (real weights) or 'random' (untrained control).")
+    dev, dtype = _check_device_dtype(device, dtype)
+    if name_or_path == "organism":
+        return _load_organism(dev, dtype, weights, seed)
+    if name_or_path in SPECS:
+        spec, source = SPECS[name_or_path], SPECS[name_or_path].hub_id
+    elif Path(name_or_path).is_dir():
+        spec, source = Spec(str(name_or_path), "sd1", 512, None), str(name_or_path)
+    else:
+        raise UnknownNameError(f"unknown backbone {name_or_path!r}; known: {', '.join(KNOWN_NAMES)}, or the "
+                               "path of a local diffusers folder (with unet/, vae/, text_encoder/, scheduler/).")
+    if weights == "random":
+        if spec.random_config is None:
+            with_configs = [n for n, s in SPECS.items() if s.random_config]
+            raise ZsnbError(f"no shipped config for random {name_or_path!r}; random weights exist for "
+                            f"{', '.join(with_configs)} and 'organism'.")
+        unet, vae, scheduler, encode, resolution = _build_random(spec, dev, dtype, seed)
+    else:
+        unet, vae, scheduler, encode, resolution = _load_pretrained(source, spec, dev, dtype, download)
+    unet = unet.to(dev).eval().requires_grad_(False)
+    # SDXL's VAE overflows in float16 (its config says force_upcast): keep it in float32 then.
+    vae_dtype = torch.float32 if getattr(vae.config, "force_upcast", False) else dtype
+    vae = vae.to(dev, vae_dtype).eval().requires_grad_(False)
+    return Backbone(str(name_or_path), unet, vae, scheduler, encode, resolution,
+                    weights, {k: dict(v) for k, v in OFFICIAL_DEFAULTS.items()})
