@@ -1,0 +1,38 @@
+"""The organism: shipped weights load offline, training runs and resumes, sampling works."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from zsnb.organism import WEIGHTS_DIR, sample, train
+
+
+def test_shipped_weights_and_records(organism):
+    info = json.loads((WEIGHTS_DIR / "training.json").read_text())
+    assert info["steps"] > 0 and info["wall_s"] > 0
+    defaults = json.loads((WEIGHTS_DIR / "defaults.json").read_text())
+    assert "TRAIN_SEEDS" in defaults["chosen_on"]
+    assert organism.defaults["diffseg"]["kl_threshold"] == defaults["diffseg"]["kl_threshold"]
+    assert organism.defaults["diffcut"]["tap"] == defaults["diffcut"]["tap"]
+
+
+def test_trained_differs_from_random(organism, organism_random):
+    a = dict(organism.unet.named_parameters())["conv_in.weight"]
+    b = dict(organism_random.unet.named_parameters())["conv_in.weight"]
+    assert not torch.equal(a, b)
+
+
+def test_training_steps_run_and_resume(tmp_path):
+    kwargs = {"batch": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "grad_clip": 1.0, "seed": 0, "checkpoint_every": 1}
+    record = train.train(tmp_path, steps=2, **kwargs)
+    assert record["step"] == 2 and len(record["losses"]) == 2
+    assert all(torch.isfinite(torch.tensor(record["losses"])))
+    resumed = train.train(tmp_path, steps=3, **kwargs)
+    assert resumed["step"] == 3 and resumed["losses"][:2] == record["losses"]
+
+
+def test_sampling_shapes(organism):
+    samples = sample(organism.unet, 2, steps=3, seed=0)
+    assert samples.shape == (2, 3, 32, 32) and 0 <= samples.min() and samples.max() <= 1
