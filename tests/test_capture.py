@@ -54,7 +54,7 @@ def test_capture_matches_plain_forward_output(organism, scene_image):
 
     layers = {n.removesuffix(".processor") for n in organism.unet.attn_processors}
     store = AttentionStore(layers, set(), stop_when_done=False)
-    with attention_processors(organism.unet, {n: CaptureProcessor(store, n, head_chunk=1) for n in layers}):
+    with attention_processors(organism.unet, {n: CaptureProcessor(store, n, block=7) for n in layers}):
         captured = organism.unet(x, t, cond).sample
     torch.testing.assert_close(captured, plain, atol=1e-5, rtol=1e-4)
 

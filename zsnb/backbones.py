@@ -137,6 +137,12 @@ def attention_layers(unet: UNet2DConditionModel, latent_res: int, kind: str = "s
     return dict(sorted(layers.items(), reverse=True))
 
 
+def _place(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move a model to device, and cast only when its dtype differs (diffusers warns on every dtype cast)."""
+    model = model.to(device)
+    return model if next(model.parameters()).dtype == dtype else model.to(dtype)
+
+
 def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
     """Validate the device and pick a dtype (float32 on CPU, float16 on GPU unless given)."""
     try:
@@ -246,7 +252,7 @@ def _build_random(spec: Spec, device: torch.device, dtype: torch.dtype, seed: in
         encoders.append(CLIPTextModelWithProjection(cfg2))
     encoders = [e.to(device, dtype).eval() for e in encoders]
     encode = _prompt_encoder(spec.family, encoders, None, spec.resolution, device, dtype)
-    return unet.to(dtype), vae.to(dtype), scheduler, encode, spec.resolution
+    return unet, vae, scheduler, encode, spec.resolution
 
 
 def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed: int) -> Backbone:
@@ -263,7 +269,7 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
                                      "retrain them with `python -m zsnb.organism.train --export`.")
         unet = organism.build_unet(seed)
         unet.load_state_dict({k: v.float() for k, v in load_file(str(organism.UNET_FILE)).items()})
-    unet = unet.to(device, dtype).eval().requires_grad_(False)
+    unet = _place(unet, device, dtype).eval().requires_grad_(False)
     cond = Conditioning(organism.null_conditioning(1, dtype, str(device)))
     defaults = {k: {**v, **organism.method_defaults().get(k, {})} for k, v in OFFICIAL_DEFAULTS.items()}
     return Backbone("organism", unet, None, organism.build_scheduler(), lambda prompt: cond,
@@ -293,9 +299,9 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
         unet, vae, scheduler, encode, resolution = _build_random(spec, dev, dtype, seed)
     else:
         unet, vae, scheduler, encode, resolution = _load_pretrained(source, spec, dev, dtype, download)
-    unet = unet.to(dev).eval().requires_grad_(False)
+    unet = _place(unet, dev, dtype).eval().requires_grad_(False)
     # SDXL's VAE overflows in float16 (its config says force_upcast): keep it in float32 then.
     vae_dtype = torch.float32 if getattr(vae.config, "force_upcast", False) else dtype
-    vae = vae.to(dev, vae_dtype).eval().requires_grad_(False)
+    vae = _place(vae, dev, vae_dtype).eval().requires_grad_(False)
     return Backbone(str(name_or_path), unet, vae, scheduler, encode, resolution,
                     weights, {k: dict(v) for k, v in OFFICIAL_DEFAULTS.items()})

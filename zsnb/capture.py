@@ -25,7 +25,7 @@ from zsnb.backbones import Backbone
 from zsnb.errors import UnknownNameError, ZsnbError
 from zsnb.images import ImageLike, load_image
 
-MAP_BYTES_PER_CHUNK = 1 << 30  # largest transient (batch x heads x Q x K) score tensor, in bytes
+BLOCK_BYTES = 8 << 20  # fp32 scores of one query block (batch x heads x block x keys): cache-sized
 
 
 def tap_aliases(unet: UNet2DConditionModel) -> dict[str, str]:
@@ -77,10 +77,15 @@ class AttentionStore:
 
 
 class CaptureProcessor:
-    """Attention like diffusers' classic `AttnProcessor`, recording head-averaged probabilities and/or output."""
+    """Attention like diffusers' classic `AttnProcessor`, recording head-averaged probabilities and/or output.
 
-    def __init__(self, store: AttentionStore, layer: str, head_chunk: int | None = None) -> None:
-        self.store, self.layer, self.head_chunk = store, layer, head_chunk
+    Queries go in blocks whose (batch, heads, block, keys) scores stay under BLOCK_BYTES, so softmax, the product
+    with the values and the head average work on cache-sized pieces instead of streaming a (heads, Q, K) tensor
+    through memory three times (measured on one 64x64 SD layer: 0.8 s -> 0.2-0.4 s; fused SDPA 0.13 s).
+    """
+
+    def __init__(self, store: AttentionStore, layer: str, block: int | None = None) -> None:
+        self.store, self.layer, self.block = store, layer, block
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args, **kwargs
@@ -92,40 +97,39 @@ class CaptureProcessor:
         if encoder_hidden_states is not None and attn.norm_cross:
             context = attn.norm_encoder_hidden_states(context)
         b, q_len, _ = hidden_states.shape
-        heads = attn.heads
-        # (B, heads, tokens, head_dim), so that heads can be processed a few at a time
-        q = attn.to_q(hidden_states).unflatten(-1, (heads, -1)).transpose(1, 2)
-        k = attn.to_k(context).unflatten(-1, (heads, -1)).transpose(1, 2)
-        v = attn.to_v(context).unflatten(-1, (heads, -1)).transpose(1, 2)
-        mask = attn.prepare_attention_mask(attention_mask, context.shape[1], b)
-        chunk = heads if mask is not None else self.head_chunk or self._auto_chunk(b, heads, q_len, context.shape[1])
+        k_len, heads = context.shape[1], attn.heads
+        q = attn.to_q(hidden_states).unflatten(-1, (heads, -1)).transpose(1, 2)  # (B, heads, Q, d)
+        k = attn.to_k(context).unflatten(-1, (heads, -1)).transpose(1, 2)  # (B, heads, K, d)
+        v = attn.to_v(context).unflatten(-1, (heads, -1)).transpose(1, 2)  # (B, heads, K, d)
+        upcast = attn.upcast_attention or attn.upcast_softmax  # what get_attention_scores would do in fp32
+        kt = (k.float() if upcast else k).transpose(-1, -2) * attn.scale  # (B, heads, d, K)
+        mask = attn.prepare_attention_mask(attention_mask, k_len, b)
+        if mask is not None:
+            mask = mask.view(b, heads, -1, k_len)  # (B, heads, 1 or Q, K)
         record = self.layer in self.store.map_layers
-        prob_sum = torch.zeros(b, q_len, context.shape[1], dtype=torch.float32, device=q.device) if record else None
-        outs = []
-        for h0 in range(0, heads, chunk):
-            hs = slice(h0, h0 + chunk)
-            n = q[:, hs].shape[1]
-            probs = attn.get_attention_scores(q[:, hs].flatten(0, 1), k[:, hs].flatten(0, 1), mask)  # (B*n, Q, K)
-            outs.append(torch.bmm(probs, v[:, hs].flatten(0, 1)).unflatten(0, (b, n)))
+        prob_sum = torch.empty(b, q_len, k_len, dtype=torch.float32, device=q.device) if record else None
+        out = torch.empty_like(q)
+        block = self.block or max(1, BLOCK_BYTES // (b * heads * k_len * 4))
+        for i in range(0, q_len, block):
+            rows = slice(i, i + block)
+            scores = (q[:, :, rows].float() if upcast else q[:, :, rows]) @ kt  # (B, heads, block, K)
+            if mask is not None:
+                scores = scores + (mask if mask.shape[2] == 1 else mask[:, :, rows])
+            probs = scores.softmax(-1).to(v.dtype)
+            out[:, :, rows] = probs @ v
             if record:
-                prob_sum += probs.unflatten(0, (b, n)).sum(1, dtype=torch.float32)
-        out = torch.cat(outs, dim=1).transpose(1, 2).flatten(2)  # (B, Q, heads * head_dim)
+                torch.sum(probs, 1, dtype=torch.float32, out=prob_sum[:, rows])
+        out = out.transpose(1, 2).flatten(2)  # (B, Q, heads * d)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
             out = out + residual
         out = out / attn.rescale_output_factor
         if record:
-            self.store.maps[self.layer] = prob_sum / heads
+            self.store.maps[self.layer] = prob_sum.div_(heads)
         if self.layer in self.store.tap_layers:
             self.store.outputs[self.layer] = out.float()
         self.store.done(self.layer)
         return out
-
-    @staticmethod
-    def _auto_chunk(b: int, heads: int, q_len: int, k_len: int) -> int:
-        """Heads per chunk so that one chunk's fp32 scores stay under MAP_BYTES_PER_CHUNK."""
-        per_head = b * q_len * k_len * 4
-        return max(1, min(heads, MAP_BYTES_PER_CHUNK // max(per_head, 1)))
 
 
 @contextmanager
@@ -227,16 +231,16 @@ def _check_timesteps(backbone: Backbone, timesteps: Sequence[int]) -> tuple[int,
 def capture(backbone: Backbone, image: ImageLike | Sequence[ImageLike], timesteps: Sequence[int] = (300,), *,
             noise: str = "none", seed: int = 42, prompt: str = "", attention: str | None = "self",
             features: Sequence[str] = (), stop_after: str | None = None, resolutions: Sequence[int] | None = None,
-            head_chunk: int | None = None, size: int | None = None) -> Capture:
+            block: int | None = None, size: int | None = None) -> Capture:
     """Run the UNet once on image(s) at all `timesteps` (one batch) and return the captured maps and features.
 
     noise: "none" (clean latent, timestep embedding only) or "seeded" (one Gaussian noise tensor from `seed`
     added with the scheduler at each t). attention: "self", "cross", "both" or None. features: taps (see
     `tap_aliases`) or attention layer names. stop_after: None runs the whole UNet; "auto" ends the forward
     as soon as everything requested is captured (encoder-only taps then cost only the encoder).
-    resolutions: keep only attention layers at these map sides (at the native size). head_chunk: heads per
-    score tensor. size: input side in pixels (default: the backbone's native resolution; DiffCut runs SD1.4 at
-    1024); map sides scale with it.
+    resolutions: keep only attention layers at these map sides (at the native size). block: queries per score
+    block (default: BLOCK_BYTES of scores). size: input side in pixels (default: the backbone's native
+    resolution; DiffCut runs SD1.4 at 1024); map sides scale with it.
     """
     if noise not in ("none", "seeded"):
         raise ZsnbError(f"noise={noise!r}; use 'none' (DiffSeg's clean latent) or 'seeded' (DiffCut's).")
@@ -257,7 +261,7 @@ def capture(backbone: Backbone, image: ImageLike | Sequence[ImageLike], timestep
                         f"{sorted(backbone.attention_layers('self'))}.")
     map_layers = {n for kind in kinds for n in chosen[kind]}
     store = AttentionStore(map_layers, set(taps.values()), stop_when_done=stop_after == "auto")
-    procs = {n: CaptureProcessor(store, n, head_chunk) for n in map_layers | set(taps.values())}
+    procs = {n: CaptureProcessor(store, n, block) for n in map_layers | set(taps.values())}
 
     side = backbone.resolution if size is None else size
     multiple = backbone.vae_factor * 2 ** (len(unet.config.block_out_channels) - 1)  # every downsample must divide
