@@ -1,0 +1,290 @@
+"""DiffSeg's two observations about self-attention, measured against ground-truth segments.
+
+Tian et al. (DiffSeg, CVPR 2024) build on two properties of head-averaged self-attention maps (rows of a
+(Q, Q) matrix, Q = r * r query pixels, each row a distribution over the r * r key pixels):
+
+- intra-attention similarity: a pixel puts most of its attention mass inside its own object;
+- inter-attention similarity: pixels of one object have similar maps (small symmetric KL divergence),
+  pixels of different objects dissimilar ones.
+
+Labels are pooled to each map's side r by mode (majority per block; nearest when the side does not divide
+the label size), so masses and pairs live on the map's own grid. Intra: `own_mass` gives each query's
+mass inside its segment and the chance level, the segment's area fraction (what a uniform map gives).
+Inter: `sample_pairs` draws same- and different-segment pixel pairs with a seeded generator, `pair_kl`
+their divergence, `roc_auc` how well it separates the two. `survey` runs both over `zsnb.world` scenes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from zsnb import diffseg, worldeval
+
+AGGREGATE = "aggregate"  # view name of DiffSeg's multi-resolution aggregate
+
+
+def pool_labels(labels: Any, side: int) -> Tensor:
+    """(H, H) int labels -> (side, side) long: majority label per block (ties: smallest id), else nearest."""
+    lab = torch.as_tensor(np.asarray(labels)).long()
+    if lab.ndim != 2 or lab.shape[0] != lab.shape[1] or side < 1:
+        raise ValueError(f"labels {tuple(lab.shape)} must be square (H, H) and side={side} positive.")
+    size = lab.shape[0]
+    if size % side == 0:
+        f = size // side
+        ids, inverse = lab.unique(return_inverse=True)
+        counts = F.one_hot(inverse, len(ids)).view(side, f, side, f, -1).sum((1, 3))  # (side, side, C)
+        return ids[counts.argmax(-1)]  # argmax returns the first maximum: the smallest id wins ties
+    src = ((torch.arange(side) + 0.5) * size / side).long()  # nearest-exact: block centres
+    return lab[src[:, None], src[None, :]]
+
+
+def by_resolution(maps: Mapping[str, Tensor]) -> dict[int, Tensor]:
+    """{layer: (Q, Q)} -> {r: (Q, Q) mean of the layers with Q = r * r}, largest r first."""
+    groups: dict[int, list[Tensor]] = {}
+    for m in maps.values():
+        groups.setdefault(math.isqrt(m.shape[0]), []).append(m.float())
+    return {r: torch.stack(groups[r]).mean(0) for r in sorted(groups, reverse=True)}
+
+
+def views(maps: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """{layer: (Q, Q)} -> the layers, per-resolution means ("16x16", ...) and DiffSeg's aggregate, on CPU."""
+    maps = {k: v.detach().float().cpu() for k, v in maps.items()}
+    agg = diffseg.aggregate(maps)  # (R, R, R, R)
+    side = agg.shape[0]
+    return {**maps, **{f"{r}x{r}": m for r, m in by_resolution(maps).items()},
+            AGGREGATE: agg.reshape(side * side, side * side)}
+
+
+def short_name(layer: str) -> str:
+    """diffusers attention name -> short label, e.g. "down_blocks.1.attentions.0...attn1" -> "down1.0"."""
+    parts = layer.split(".")
+    if not parts[0].endswith("_blocks") and parts[0] != "mid_block":
+        return layer
+    block = parts[0].split("_")[0] + (parts[1] if parts[0] != "mid_block" else "")
+    rest = parts[2:] if parts[0] != "mid_block" else parts[1:]
+    return f"{block}.{rest[1]}" if len(rest) > 1 and rest[0] == "attentions" else layer
+
+
+def own_mass(attn: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(Q, Q) row-stochastic maps, (r, r) labels, Q = r*r -> (Q,) mass in own segment, (Q,) chance (area)."""
+    flat = labels.flatten()
+    if attn.ndim != 2 or attn.shape != (flat.numel(), flat.numel()):
+        raise ValueError(f"attn {tuple(attn.shape)} must be (Q, Q) with Q = labels.numel() = {flat.numel()}.")
+    ids, inverse = flat.unique(return_inverse=True)
+    onehot = F.one_hot(inverse, len(ids)).to(attn.dtype)  # (Q, C)
+    mass = (attn @ onehot).gather(1, inverse[:, None])[:, 0] / attn.sum(1)
+    return mass, onehot.mean(0)[inverse]
+
+
+def sample_pairs(labels: Tensor, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(r, r) labels -> (n_same, 2), (n_diff, 2) flat pixel pairs, n_* <= n.
+
+    Each pair draws a query uniformly, then a partner uniformly among the other pixels of its segment
+    (same) or among the pixels of all other segments (diff); queries with no such partner are dropped.
+    """
+    flat = labels.flatten()
+    q = flat.numel()
+    order = torch.argsort(flat, stable=True)  # pixels grouped by segment
+    _, inverse, counts = flat.unique(return_inverse=True, return_counts=True)
+    start = counts.cumsum(0) - counts  # (C,) first position of each segment in `order`
+    pos = torch.empty(q, dtype=torch.long)
+    pos[order] = torch.arange(q)
+    i = torch.randint(q, (n,), generator=generator)
+    c, s = counts[inverse[i]], start[inverse[i]]
+    u = torch.rand(2, n, generator=generator, dtype=torch.float64)
+    k = (u[0] * (c - 1)).long()  # one of the c - 1 other members ...
+    k = k + (s + k >= pos[i]).long()  # ... skipping the query itself
+    same = torch.stack([i, order[(s + k).clamp_max(q - 1)]], 1)[c > 1]
+    k = (u[1] * (q - c)).long()  # one of the q - c pixels outside the segment ...
+    k = k + c * (k >= s).long()  # ... jumping over the segment's block
+    diff = torch.stack([i, order[k.clamp_max(q - 1)]], 1)[c < q]
+    return same, diff
+
+
+def pair_kl(attn: Tensor, pairs: Tensor) -> Tensor:
+    """(Q, Q) maps, (n, 2) pixel pairs -> (n,) KL(p||q)/2 + KL(q||p)/2, logs floored as in diffseg."""
+    p, q = attn[pairs[:, 0]].float(), attn[pairs[:, 1]].float()
+    log_p, log_q = p.clamp_min(diffseg.LOG_FLOOR).log(), q.clamp_min(diffseg.LOG_FLOOR).log()
+    return 0.5 * ((p - q) * (log_p - log_q)).sum(1)
+
+
+def roc_auc(negatives: Any, positives: Any) -> float:
+    """(n,), (m,) scores -> ROC AUC = P(positive > negative) + P(tie)/2, via Mann-Whitney ranks."""
+    neg, pos = np.asarray(negatives, float).ravel(), np.asarray(positives, float).ravel()
+    if not len(neg) or not len(pos):
+        raise ValueError("roc_auc needs at least one negative and one positive score.")
+    _, inverse, counts = np.unique(np.concatenate([neg, pos]), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # average 1-based rank within ties
+    m = len(pos)
+    return float((ranks[len(neg):].sum() - m * (m + 1) / 2) / (m * len(neg)))
+
+
+@dataclass
+class Survey:
+    """Both measurements for one backbone; views are layers, "RxR" resolution means and "aggregate"."""
+
+    intra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # level -> view -> (scenes, 2)
+    inter: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)  # level -> view -> kind
+    sides: dict[str, int] = field(default_factory=dict)  # view -> map side r
+
+    def intra_summary(self, level: str) -> dict[str, tuple[float, float, float, float]]:
+        """{view: (mean own mass, mean chance, mean excess = mass - chance, standard error of the excess)}."""
+        out = {}
+        for v, a in self.intra[level].items():
+            excess = a[:, 0] - a[:, 1]  # per scene, so the scene-to-scene spread of chance cancels
+            se = excess.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else float("nan")
+            out[v] = (float(a[:, 0].mean()), float(a[:, 1].mean()), float(excess.mean()), float(se))
+        return out
+
+    def auc(self, level: str, view: str, negatives: str = "same") -> float:
+        """ROC AUC of symmetric KL separating "different" (positives) from `negatives` pairs."""
+        kl = self.inter[level][view]
+        return roc_auc(kl[negatives], kl["different"])
+
+
+def survey(backbone: Any, seeds: Sequence[int], timestep: int, levels: Sequence[str] = worldeval.LEVELS,
+           n_pairs: int = 200, pair_seed: int = 0, batch: int = 64, **capture_kwargs: Any) -> Survey:
+    """Intra masses (every view) and pair KLs (resolution means and aggregate) on the scenes of `seeds`.
+
+    For level "parts", "sibling" pairs are drawn as same-object pairs and kept where their parts differ.
+    """
+    gen = torch.Generator().manual_seed(pair_seed)
+    out = Survey()
+    kl: dict[str, dict[str, dict[str, list]]] = {}
+    for scenes, cap in worldeval.captures(backbone, seeds, (timestep,), batch, progress=False,
+                                          attention="self", **capture_kwargs):
+        for i, sc in enumerate(scenes):
+            vs = views(cap.self_attention(timestep, i))
+            pair_views = diffseg_views(vs)
+            out.sides = {v: math.isqrt(m.shape[0]) for v, m in vs.items()}
+            for level in levels:
+                pooled = {r: pool_labels(getattr(sc, level), r) for r in sorted(set(out.sides.values()))}
+                pairs = {r: sample_pairs(lab, n_pairs, gen) for r, lab in pooled.items()}
+                if level == "parts":
+                    objs = {r: pool_labels(sc.objects, r) for r in pooled}
+                    same_obj = {r: sample_pairs(o, n_pairs, gen)[0] for r, o in objs.items()}
+                    siblings = {r: p[pooled[r].flatten()[p[:, 0]] != pooled[r].flatten()[p[:, 1]]]
+                                for r, p in same_obj.items()}
+                for v, m in vs.items():
+                    r = out.sides[v]
+                    mass, chance = own_mass(m, pooled[r])
+                    scores = [float(mass.mean()), float(chance.mean())]
+                    out.intra.setdefault(level, {}).setdefault(v, []).append(scores)
+                    if v in pair_views:
+                        same, diff = pairs[r]
+                        row = kl.setdefault(level, {}).setdefault(v, {})
+                        row.setdefault("same", []).append(pair_kl(m, same))
+                        row.setdefault("different", []).append(pair_kl(m, diff))
+                        if level == "parts":  # same-object pairs that straddle a part boundary
+                            row.setdefault("sibling", []).append(pair_kl(m, siblings[r]))
+    out.intra = {lv: {v: np.array(a, dtype=float) for v, a in d.items()} for lv, d in out.intra.items()}
+    out.inter = {lv: {v: {k: torch.cat(x).numpy() for k, x in d.items()} for v, d in dd.items()}
+                 for lv, dd in kl.items()}
+    return out
+
+
+def diffseg_views(names: Iterable[str]) -> list[str]:
+    """The view names that are resolution means ("16x16", ...) or the aggregate, not single layers."""
+    return [v for v in names if v == AGGREGATE or re.fullmatch(r"(\d+)x\1", v)]
+
+
+def plot_intra(ax: Axes, surveys: Mapping[str, Survey], level: str) -> None:
+    """Own-segment attention mass minus chance (± s.e. over scenes) per view, one series per survey."""
+    names = list(next(iter(surveys.values())).intra[level])
+    x = np.arange(len(names))
+    for j, (label, sv) in enumerate(surveys.items()):
+        s = sv.intra_summary(level)
+        ax.errorbar(x + 0.15 * (j - 0.5), [s[n][2] for n in names], yerr=[s[n][3] for n in names], fmt="o",
+                    ms=4, label=label)
+    ax.axhline(0, color="grey", lw=1, label="chance (segment area)")
+    ax.set_xticks(x, [short_name(n) for n in names], rotation=60, ha="right")
+    ax.set_ylabel("own-segment mass - chance")
+    ax.set_title(f"intra-attention similarity ({level})")
+    ax.legend(fontsize=7)
+
+
+def plot_inter(ax: Axes, sv: Survey, level: str, view: str, tau: float | None = None,
+               title: str = "") -> None:
+    """Histograms (log-spaced bins) of pair symmetric KL by pair kind, with DiffSeg's threshold tau."""
+    kl = sv.inter[level][view]
+    allv = np.concatenate(list(kl.values()))
+    lo, hi = np.quantile(allv[allv > 0], [0.001, 0.999]) if (allv > 0).any() else (1e-3, 1.0)
+    bins = np.geomspace(max(lo, 1e-6), max(hi, 2 * lo, 1e-5), 40)
+    for kind, vals in kl.items():
+        share = np.full(len(vals), 1 / max(len(vals), 1))  # bar heights: fraction of that kind's pairs
+        ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, weights=share, histtype="step", label=kind)
+    if tau is not None:
+        ax.axvline(tau, color="k", ls="--", lw=1, label=f"tau = {tau:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("symmetric KL between the two pixels' maps")
+    ax.set_ylabel("fraction of pairs")
+    ax.set_title(title or f"{view}, {level}: AUC {sv.auc(level, view):.3f}")
+    ax.legend(fontsize=7)
+
+
+def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any) -> None:
+    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") over the (H, W, 3) image."""
+    image = np.clip(np.asarray(image), 0, 1)
+    for it, (ax, props) in enumerate(zip(axes, stages, strict=True)):
+        labels = diffseg.assign(props, image.shape[0])
+        ax.imshow(image)
+        ax.imshow(labels.numpy() % 20, cmap="tab20", vmin=0, vmax=19, alpha=0.6)
+        ax.set_title(f"iteration {it}: {len(props)} proposals\n-> {int(labels.max()) + 1} segments")
+        ax.axis("off")
+
+
+def show_diffseg(aggregated: Tensor, image: Any, kl_threshold: float = 1.1, num_points: int = 16,
+                 iterations: int = 3) -> None:
+    """New figure: the proposals after each iteration for these parameters (for ipywidgets.interact)."""
+    stages = diffseg.proposals(aggregated, kl_threshold, num_points, iterations)
+    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages), 2.6), squeeze=False)
+    plot_stages(axes[0], stages, image)
+    plt.show()
+
+
+def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, Sequence[Mapping]],
+               baselines: Mapping[str, Mapping] | None = None, tau: float | None = None) -> None:
+    """Three axes vs tau: mIoU objects, mIoU parts (± s.e.; baselines flat) and segments per image.
+
+    sweep: {method: [worldeval.score dict per tau]}; baselines: {method: one score dict}.
+    """
+    keys = ("miou_objects", "miou_parts", "segments")
+    for j, (name, rows) in enumerate(sweep.items()):
+        for ax, key in zip(axes, keys, strict=True):
+            se = [r.get(f"{key}_se", 0.0) for r in rows]
+            ax.errorbar(taus, [r[key] for r in rows], yerr=se, color=f"C{j}", marker="o", ms=3, label=name)
+    for j, (name, r) in enumerate((baselines or {}).items(), start=len(sweep)):
+        for ax, key in zip(axes[:2], keys[:2], strict=True):
+            ax.axhline(r[key], color=f"C{j}", ls="--", lw=1, label=name)
+    first = next(iter(sweep.values()))[0]
+    for level, ls in (("objects", "-"), ("parts", "--")):
+        axes[2].axhline(first[f"gt_{level}"], color="grey", ls=ls, lw=1, label=f"ground-truth {level}")
+    titles = ("mIoU vs object ground truth", "mIoU vs part ground truth", "segments per image")
+    for ax, title in zip(axes, titles, strict=True):
+        if tau is not None:
+            ax.axvline(tau, color="k", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("KL threshold tau (dotted: default)")
+        ax.set_title(title)
+    axes[0].legend(fontsize=6)
+    axes[2].legend(fontsize=6)
+
+
+def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., None]:
+    """`show_diffseg` bound to one aggregate and image: f(kl_threshold, num_points, iterations)."""
+
+    def explore(kl_threshold: float = 1.1, num_points: int = 16, iterations: int = 3) -> None:
+        show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
+
+    return explore
