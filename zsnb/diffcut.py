@@ -1,0 +1,327 @@
+"""DiffCut: zero-shot segmentation by recursive Normalized Cut on diffusion encoder features.
+
+Couairon et al., "DiffCut: Catalyzing Zero-Shot Semantic Segmentation with Diffusion Features and
+Recursive Normalized Cut", NeurIPS 2024 (official code: PaulCouairon/DiffCut, PyTorch). Tokens of the
+UNet encoder's last self-attention output form a graph (affinity = min-max normalised cosine ** alpha);
+Shi-Malik NCut splits it in two along the second generalised eigenvector, recursively, while the cut
+costs less than tau. Each leaf's mean feature is a "concept"; pixels take the concept whose dot product
+with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 median filter refine.
+
+Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree), `assign_concepts`,
+`zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture, `run` adds the backbone.
+
+Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
+down_blocks[-1].attentions[-1].transformer_blocks[-1].attn1 (32 x 32 x 1280), tau = 0.5, alpha = 10,
+100 thresholds in [0.99 min, 0.99 max] of the eigenvector, eval at 128 x 128 with PAMR (10 iterations,
+dilations 1, 2, 4, 8) then a 3 x 3 median filter.
+The layer is read from defaults["diffcut"]["tap"] (official: FEATURE_TAP); the organism's last encoder
+level is 4 x 4, so its tap is an 8 x 8 or 16 x 16 self-attention layer chosen on training scenes.
+
+Deliberate deviations (on clean inputs the leaf partition is the official one; the tests check it):
+- Recursion indexes the sub-matrix of the segment being split. The official code instead zeroes
+  explored entries and drops every node whose row holds an exact 0, which also drops nodes whose
+  affinity underflowed after ** alpha (and the pair at the global minimum), splintering the partition.
+- Guards the official code lacks: both sides of a split hold at least `min_size` tokens (official: 1),
+  nodes at `max_depth` are not split (official: unbounded), thresholds leaving a side empty are skipped,
+  features whose cosines all agree within COSINE_ATOL form one segment (official: division by zero).
+- The eigenvector is the top one of D^-1/2 W D^-1/2 with the trivial d^1/2 eigenvector deflated, found by
+  Lanczos (ARPACK) above DENSE_MAX_TOKENS and by dense float64 `eigh` below (official: full float32
+  `eigh` of D^-1/2 (D - W) D^-1/2, index 1). Same vector when the eigenvalue is simple; deflation keeps
+  it orthogonal to the trivial one when eigenvalues are repeated. If a solver fails, the next one is
+  tried, then a jittered dense `eigh`; if all fail the node stays a leaf (official: crash).
+- The graph stage runs in float64 on the CPU; affinities below the smallest normal float64 are set to 0.
+- NCut is evaluated as cut/assoc(A) + cut/assoc(B), equal to Shi-Malik's y'(D-W)y / y'Dy, for all 100
+  thresholds in one matrix product (official: a Python loop).
+- Leaves are numbered 0..k-1 in visiting order ("1" side first); official labels are rank of a bit code.
+- `assign_concepts` upsamples the k score maps instead of the C feature maps: bilinear interpolation is
+  linear, so the scores are the same and memory is k/C of the official's.
+
+Kept as official, worth knowing: the graph has self-loops (diagonal 1). When a segment's summed affinity to
+the rest of itself is below 1 (large alpha or noisy features), halving it costs NCut < 0.5, so the
+recursion splits it down to the guards; min_size then bounds the number of segments by N / min_size.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits  # installed with scikit-learn
+from torch import Tensor
+
+from zsnb.pamr import pamr
+
+N_THRESHOLDS: int = 100  # official: candidate split points along the eigenvector
+THRESHOLD_MARGIN: float = 0.99  # official: candidates span [0.99 min, 0.99 max]
+MIN_SIZE: int = 4  # ours: fewest tokens per segment (a 2 x 2 block on the 32 x 32 grid)
+MAX_DEPTH: int = 10  # ours: at most 2**10 leaves, yet room for 11 segments peeled off one by one
+DENSE_MAX_TOKENS: int = 128  # measured: dense eigh beats ARPACK's start-up cost below ~128 nodes
+LANCZOS_TOL: float = 1e-8  # relative eigenvalue accuracy asked of ARPACK
+LANCZOS_SEED: int = 0  # fixed start vector, so results are reproducible
+EIGH_JITTER: float = 1e-10  # diagonal shift for the last-resort eigh retry
+COSINE_ATOL: float = 1e-5  # float32 cosines of unit vectors carry ~1e-6 rounding error: below, no signal
+FEATURE_TAP: str = "down_last_attn1"  # official tap: capture alias of the encoder's last self-attention
+STOPS: tuple[str, ...] = ("split", "ncut >= tau", "min_size", "max_depth", "constant",
+                          "eigensolver failed", "no valid threshold")
+
+
+@dataclass(frozen=True)
+class NCutNode:
+    """One visited segment: `mask` (h, w) bool; `ncut` = best NCut of its own bipartition (nan: not tried)."""
+
+    index: int  # position in visiting order (pre-order, "1" side first, as the official recursion)
+    parent: int | None  # node whose split made this one; None for the root
+    side: int | None  # 1: tokens above the parent's threshold, 0: below
+    depth: int
+    mask: Tensor
+    ncut: float
+    stop: str  # "split", or why this node is a leaf (one of STOPS)
+    label: int | None  # leaf label in the output map; None for split nodes
+
+
+def _check_features(features: Any, name: str = "features") -> Tensor:
+    """Validate (h, w, C) or (N, C) features; return them flattened to (N, C)."""
+    if not isinstance(features, Tensor) or features.ndim not in (2, 3):
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"{name} must be a tensor (h, w, C) or (N, C); got {shape}.")
+    flat = features.reshape(-1, features.shape[-1])
+    if flat.shape[0] < 2 or flat.shape[1] < 1:
+        raise ValueError(f"{name} has {flat.shape[0]} tokens of {flat.shape[1]} channels; a cut needs at "
+                         "least two tokens with at least one channel.")
+    if not torch.isfinite(flat).all():
+        raise ValueError(f"{name} contains NaN or Inf; pass finite features (fp16 UNet overflow? "
+                         "capture in float32).")
+    return flat
+
+
+def _check_positive(**values: float) -> None:
+    """Raise ValueError naming the first argument that is not a finite positive number."""
+    for name, v in values.items():
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name}={v!r} must be a finite positive number (DiffCut: tau 0.5, alpha 10).")
+
+
+def affinity(features: Tensor, alpha: float = 10.0) -> Tensor:
+    """(h, w, C) or (N, C) features -> (N, N) float64 in [0, 1]: min-max normalised cosine ** alpha."""
+    _check_positive(alpha=alpha)
+    flat = _check_features(features)
+    unit = F.normalize(flat.to(torch.promote_types(flat.dtype, torch.float32)), dim=1)
+    cos = (unit @ unit.T).double()  # (N, N); float32 product, float64 from here so ** alpha cannot underflow
+    lo, hi = cos.min(), cos.max()
+    if hi - lo <= COSINE_ATOL:  # all tokens alike: no structure to cut, so one fully connected segment
+        return torch.ones_like(cos)
+    w = ((cos - lo) / (hi - lo)) ** alpha
+    return w.masked_fill_(w < torch.finfo(w.dtype).tiny, 0.0)  # subnormals carry nothing and are slow
+
+
+def _dense_top(m: Tensor, jitter: float = 0.0) -> Tensor:
+    """Eigenvector (n,) of the largest eigenvalue of symmetric m (n, n), by dense eigh."""
+    if jitter:
+        m = m + jitter * torch.eye(len(m), dtype=m.dtype)
+    return torch.linalg.eigh(m).eigenvectors[:, -1]
+
+
+def _lanczos_top(m: Tensor) -> Tensor:
+    """Eigenvector (n,) of the largest eigenvalue of symmetric m (n, n), by ARPACK."""
+    v0 = np.random.default_rng(LANCZOS_SEED).standard_normal(len(m))
+    # ARPACK's work is mat-vecs and vector updates, memory-bound: extra BLAS threads gain little and, on a
+    # busy CPU, spin-wait for each other (measured 10-25x slower with 2 threads on 2 shared cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        _, vec = scipy.sparse.linalg.eigsh(m.numpy(), k=1, which="LA", v0=v0, tol=LANCZOS_TOL)
+    return torch.from_numpy(vec[:, 0])
+
+
+def fiedler(w: Tensor, solver: str = "auto") -> Tensor | None:
+    """Affinity (n, n) -> second generalised eigenvector (n,) of (D - W) x = lambda D x; None if unsolved.
+
+    Sign convention: the largest-|value| entry is positive. solver: "auto", "dense" or "lanczos".
+    """
+    if solver not in ("auto", "dense", "lanczos"):
+        raise ValueError(f"solver={solver!r}; use 'auto', 'dense' or 'lanczos'.")
+    d = w.sum(1).clamp_min(torch.finfo(w.dtype).tiny)  # degrees; the self-loop keeps them >= ~1 in practice
+    s = d.rsqrt()
+    u = d.sqrt() / d.sqrt().norm()  # trivial eigenvector of M, eigenvalue 1
+    # M = D^-1/2 W D^-1/2 has spectrum in [-1, 1]; moving the trivial pair to -1 makes the wanted vector
+    # (second smallest of I - M) the top one.
+    m = w * s[:, None] * s[None, :] - 2.0 * torch.outer(u, u)
+    lanczos = solver == "lanczos" or (solver == "auto" and len(w) > DENSE_MAX_TOKENS)
+    attempts = ([_lanczos_top] if lanczos else []) + [_dense_top, lambda a: _dense_top(a, EIGH_JITTER)]
+    for attempt in attempts:
+        try:
+            vec = attempt(m)
+        except (torch.linalg.LinAlgError, np.linalg.LinAlgError, scipy.sparse.linalg.ArpackError):
+            continue  # ArpackNoConvergence is an ArpackError
+        if torch.isfinite(vec).all():
+            v = s * vec  # back to the generalised problem
+            return v * torch.sign(v[v.abs().argmax()])
+    return None
+
+
+def best_threshold(v: Tensor, w: Tensor, min_size: int = 1) -> tuple[Tensor, float]:
+    """Eigenvector v (n,), affinity w (n, n) -> (n,) bool "1" side of the lowest-NCut threshold, its NCut.
+
+    NCut is inf when no threshold leaves at least min_size tokens on both sides.
+    """
+    n = len(v)
+    t = torch.linspace(THRESHOLD_MARGIN * v.min().item(), THRESHOLD_MARGIN * v.max().item(), N_THRESHOLDS,
+                       dtype=v.dtype)
+    x = (v[:, None] > t[None, :]).to(w.dtype)  # (n, T): 1 on the "1" side of each candidate
+    d = w.sum(1)
+    assoc1 = d @ x  # (T,) assoc(A, V)
+    assoc0 = d.sum() - assoc1  # (T,) assoc(B, V)
+    cut = ((1 - x) * (w @ x)).sum(0)  # (T,) weight crossing each split
+    size1 = x.sum(0)
+    valid = (size1 >= min_size) & (n - size1 >= min_size)
+    ncut = torch.where(valid, cut / assoc1 + cut / assoc0, torch.inf)
+    best = int(ncut.argmin())  # first minimum, as the official list
+    return x[:, best].bool(), float(ncut[best])
+
+
+def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_size: int = MIN_SIZE,
+                        max_depth: int = MAX_DEPTH, solver: str = "auto") -> tuple[Tensor, list[NCutNode]]:
+    """(h, w, C) or (N, C) features -> (labels (h, w) or (N,) long in 0..k-1, nodes in visiting order)."""
+    _check_positive(tau=tau)
+    if not (isinstance(min_size, int) and min_size >= 1 and isinstance(max_depth, int) and max_depth >= 0):
+        raise ValueError(f"min_size={min_size!r} must be an int >= 1 and max_depth={max_depth!r} an int >= 0 "
+                         f"(defaults {MIN_SIZE} and {MAX_DEPTH}).")
+    grid = features.shape[:-1] if isinstance(features, Tensor) else ()
+    w_all = affinity(features, alpha).cpu()  # validates features and alpha
+    n = len(w_all)
+    labels = torch.empty(n, dtype=torch.long)
+    nodes: list[NCutNode] = []
+    leaves = 0
+    stack: list[tuple[Tensor, int, int | None, int | None]] = [(torch.arange(n), 0, None, None)]
+    while stack:
+        idx, depth, parent, side = stack.pop()
+        w = w_all[idx][:, idx]  # (m, m) the sub-graph of this segment
+        ncut, stop = math.nan, "split"
+        if len(idx) < 2 * min_size:
+            stop = "min_size"
+        elif depth >= max_depth:
+            stop = "max_depth"
+        elif bool((w == w[0, 0]).all()):
+            stop = "constant"
+        elif (v := fiedler(w, solver)) is None:
+            warnings.warn(f"eigensolvers failed on a {len(idx)}-token segment; it stays one segment.",
+                          RuntimeWarning, stacklevel=2)
+            stop = "eigensolver failed"
+        else:
+            part, ncut = best_threshold(v, w, min_size)
+            stop = "no valid threshold" if math.isinf(ncut) else "split" if ncut < tau else "ncut >= tau"
+        label = None
+        if stop == "split":
+            here = len(nodes)
+            stack.append((idx[~part], depth + 1, here, 0))
+            stack.append((idx[part], depth + 1, here, 1))  # popped first: the "1" side is visited first
+        else:
+            label = leaves
+            labels[idx] = label
+            leaves += 1
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[idx] = True
+        nodes.append(NCutNode(len(nodes), parent, side, depth, mask.reshape(grid), ncut, stop, label))
+    return labels.reshape(grid).to(features.device), nodes
+
+
+def recursive_ncut(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_size: int = MIN_SIZE,
+                   max_depth: int = MAX_DEPTH, solver: str = "auto") -> Tensor:
+    """(h, w, C) features -> (h, w) long leaf labels 0..k-1 of recursive NCut ((N, C) -> (N,))."""
+    return recursive_ncut_tree(features, tau, alpha, min_size, max_depth, solver)[0]
+
+
+def _size_pair(size: int | tuple[int, int], name: str) -> tuple[int, int]:
+    """int or (H, W) -> (H, W) of positive ints, else ValueError naming the argument."""
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
+        raise ValueError(f"{name}={size!r} must be a positive int or a pair (H, W) of positive ints.")
+    return pair
+
+
+def assign_concepts(labels: Tensor, features: Tensor, out_size: int | tuple[int, int]) -> Tensor:
+    """Labels (h, w), features (h, w, C) -> (out_size, out_size) long: argmax_k <upsampled f, concept_k>."""
+    size = _size_pair(out_size, "out_size")
+    if not isinstance(features, Tensor) or features.ndim != 3:
+        raise ValueError("features must be a (h, w, C) tensor.")
+    _check_features(features)
+    if not isinstance(labels, Tensor) or labels.shape != features.shape[:2] or labels.is_floating_point():
+        got = getattr(labels, "shape", type(labels).__name__)
+        raise ValueError(f"labels must be an integer (h, w) tensor matching features "
+                         f"{tuple(features.shape[:2])}; got {got}.")
+    unit = F.normalize(features.float(), dim=-1)  # (h, w, C)
+    ids, inverse = labels.flatten().unique(return_inverse=True)  # (k,), (h*w,)
+    sums = unit.new_zeros(len(ids), unit.shape[-1]).index_add_(0, inverse, unit.flatten(0, 1))  # (k, C)
+    concepts = sums / torch.bincount(inverse, minlength=len(ids))[:, None]  # (k, C) mean, not re-normalised
+    scores = torch.einsum("hwc,kc->khw", unit, concepts)  # (k, h, w)
+    up = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]  # (k, H, W)
+    return ids[up.argmax(0)]
+
+
+def segment(features: Tensor, image: Tensor | None = None, tau: float = 0.5, alpha: float = 10.0,
+            out_size: int | tuple[int, int] | None = None, refine: bool = True, min_size: int = MIN_SIZE,
+            max_depth: int = MAX_DEPTH, pamr_iterations: int = 10,
+            pamr_dilations: tuple[int, ...] = (1, 2, 4, 8)) -> Tensor:
+    """Features (h, w, C), image (3, H, W) in [0, 1] -> labels (out_size) long; None: image's or (h, w).
+
+    refine=True needs the image: it is resized bilinearly to out_size, then PAMR and a 3 x 3 median run.
+    """
+    if refine and image is None:
+        raise ValueError("refine=True needs image (3, H, W) in [0, 1]; pass image=... or refine=False.")
+    if image is not None and (not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3):
+        got = getattr(image, "shape", type(image).__name__)
+        raise ValueError(f"image must be a (3, H, W) tensor in [0, 1]; got {got}.")
+    if out_size is None:
+        out_size = tuple(image.shape[1:]) if image is not None else tuple(features.shape[:2])
+    size = _size_pair(out_size, "out_size")
+    labels = assign_concepts(recursive_ncut(features, tau, alpha, min_size, max_depth), features, size)
+    if not refine:
+        return labels
+    small = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+    return pamr(small, labels.to(small.device), pamr_iterations, tuple(pamr_dilations))
+
+
+def segment_capture(cap: Any, index: int, params: dict[str, Any], out_size: int | None = None) -> Tensor:
+    """Image `index` of a Capture holding params["tap"] at params["timestep"] -> (S, S) long labels.
+
+    params as backbone.defaults["diffcut"]; labels are made at params["out_size"] (None: the captured
+    image's side) and enlarged or shrunk to S = out_size (None: the captured side) by nearest neighbour.
+    """
+    image = cap.images[index]  # (3, R, R) in [0, 1], as fed to the backbone
+    side = out_size or image.shape[-1]
+    labels = segment(cap.features(params["timestep"], params["tap"], index), image=image, tau=params["tau"],
+                     alpha=params["alpha"], out_size=params["out_size"] or image.shape[-1],
+                     refine=params["refine"], pamr_iterations=params["pamr_iterations"],
+                     pamr_dilations=tuple(params["pamr_dilations"]))
+    if labels.shape != (side, side):
+        labels = F.interpolate(labels[None, None].float(), size=(side, side), mode="nearest-exact")[0, 0]
+    return labels.long()
+
+
+def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
+    """Image (path, PIL, array or (3, H, W)) -> (R, R) long labels, R = backbone.resolution.
+
+    Parameters come from backbone.defaults["diffcut"] (tap, timestep, noise, seed, tau, alpha, refine,
+    out_size, pamr_iterations, pamr_dilations); keyword overrides replace them. tap is a `capture` alias
+    (official: FEATURE_TAP) or an attention layer name. out_size None means R; labels made at a smaller
+    out_size (official eval: 128) are enlarged to R by nearest neighbour.
+    """
+    # Imported here so that the algorithm above needs neither diffusers nor a backbone. (`zsnb.capture` is
+    # the function once zsnb is imported, so the module's attribute path would not work.)
+    from zsnb.capture import capture
+    from zsnb.images import load_image
+
+    params = dict(backbone.defaults["diffcut"])
+    unknown = set(overrides) - set(params)
+    if unknown:
+        raise ValueError(f"unknown overrides {sorted(unknown)}; valid keys are {sorted(params)}.")
+    params.update(overrides)
+    res = int(backbone.resolution)
+    x = load_image(image, res)  # (3, R, R) in [0, 1]
+    cap = capture(backbone, x, timesteps=(params["timestep"],), noise=params["noise"], seed=params["seed"],
+                  prompt="", attention=None, features=(params["tap"],), stop_after="auto")
+    return segment_capture(cap, 0, params, res)
