@@ -1,0 +1,189 @@
+"""Static vs per-pixel adaptive timesteps on the organism (our implementation of arXiv 2606.15590's idea).
+
+For each grouping (DiffSeg KL merge, recursive NCut) and each similarity map (plain attention, and the
+contextual fusions of `zsnb.hierarchy`), compares on evaluation scenes (world.EVAL_SEEDS[:n]):
+- the best static t, chosen on training scenes (world.TRAIN_SEEDS) separately for object and part mIoU;
+- the best static t on the evaluation scenes themselves (an optimistic oracle, for reference);
+- adaptive t* per pixel (criteria: entropy, neighbour agreement; targets: none, part, object).
+The grouping thresholds (DiffSeg tau, NCut tau) and the feature-kernel temperature are chosen on training
+scenes; the other DiffSeg parameters and NCut's alpha are the organism's defaults. Also times a
+multi-timestep capture against a single-timestep one. Writes benchmarks/results/hierarchy.json and hierarchy.md.
+
+    python benchmarks/hierarchy.py [--n-scenes 200] [--n-train 40] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import zsnb
+from zsnb import diffcut, diffseg, hierarchy, world, worldeval
+
+TIMESTEPS: tuple[int, ...] = (25, 50, 100, 200, 300, 500)
+FUSIONS: tuple[str, ...] = ("attention", "reweight", "random_walk", "features")
+TEMPERATURES: tuple[float, ...] = (0.05, 0.1, 0.2)
+KL_THRESHOLDS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.1)  # DiffSeg tau on the (fused) maps, tuned on train
+NCUT_TAUS: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)  # NCut tau on sqrt(rows), tuned on train
+TARGETS: tuple[str | None, ...] = (None, "part", "object")
+LEVELS: dict[str, str] = {"objects": "miou_objects", "parts": "miou_parts"}
+
+
+def best_static(scores: dict[str, dict[str, float]], fusion: str, method: str, key: str) -> int:
+    """Timestep of the static configuration with the highest `key` for this fusion and method."""
+    ts = [t for t in TIMESTEPS if f"static t={t} | {fusion} | {method}" in scores]
+    return max(ts, key=lambda t: scores[f"static t={t} | {fusion} | {method}"][key])
+
+
+def time_capture(backbone, n: int, timesteps: tuple[int, ...], noise: str, tap: str, repeats: int) -> float:
+    """Median seconds of one capture of n evaluation scenes at `timesteps` (self-attention + tap)."""
+    images = worldeval.scene_tensor([world.scene(s) for s in world.EVAL_SEEDS[:n]])
+    times = []
+    for _ in range(repeats + 1):  # first call is a warm-up
+        start = time.perf_counter()
+        zsnb.capture(backbone, images, timesteps, noise=noise, attention="self", features=(tap,))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--n-scenes", type=int, default=200)
+    parser.add_argument("--n-train", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weights", default="pretrained", help="'random': untrained control (smoke test)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    backbone = zsnb.load_backbone("organism", weights=args.weights)
+    ds, dc = backbone.defaults["diffseg"], backbone.defaults["diffcut"]
+    noise, tap = ds["noise"], dc["tap"]
+    common = {"timesteps": TIMESTEPS, "noise": noise, "seed": ds["seed"], "features_tap": tap}
+    start = time.perf_counter()
+
+    # 1. Thresholds, temperature and static t on training scenes only. Thresholds: static attention maps,
+    # mean over t of (object + part mIoU) / 2; DiffSeg and NCut are independent, so their grids are paired.
+    train_seeds = world.TRAIN_SEEDS[: args.n_train]
+    grid: dict[str, dict[float, float]] = {"diffseg": {}, "ncut": {}}
+    for kl, tau in zip(KL_THRESHOLDS, NCUT_TAUS, strict=True):
+        p = {"diffseg": {**ds, "kl_threshold": kl}, "ncut": {"tau": tau, "alpha": dc["alpha"]}}
+        scores = hierarchy.compare(backbone, train_seeds, fusions=("attention",), criteria=(), params=p,
+                                   **common)[0]
+        for method, value in (("diffseg", kl), ("ncut", tau)):
+            grid[method][value] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2
+                                                  for k, s in scores.items() if k.endswith(method))
+    params = {"diffseg": {**ds, "kl_threshold": max(grid["diffseg"], key=grid["diffseg"].get)},
+              "ncut": {"tau": max(grid["ncut"], key=grid["ncut"].get), "alpha": dc["alpha"]}}
+    tuning, train_scores = {}, {}
+    for temp in TEMPERATURES:
+        scores = hierarchy.compare(backbone, train_seeds, fusions=FUSIONS[1:], criteria=(), params=params,
+                                   temperature=temp, **common)[0]
+        tuning[temp] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2 for s in scores.values())
+        train_scores[temp] = scores
+    temperature = max(tuning, key=tuning.get)
+    train = {**hierarchy.compare(backbone, train_seeds, fusions=FUSIONS[:1], criteria=(), params=params,
+                                 **common)[0], **train_scores[temperature]}
+
+    # 2. Evaluation scenes.
+    eval_seeds = world.EVAL_SEEDS[: args.n_scenes]
+    scores, preds, scenes = hierarchy.compare(backbone, eval_seeds, fusions=FUSIONS, targets=TARGETS,
+                                              params=params, temperature=temperature, **common)
+    ref_ds = worldeval.evaluate(lambda c, t, i: diffseg.segment(diffseg.aggregate(c.self_attention(t, i)),
+                                                                ds["kl_threshold"], ds["num_points"],
+                                                                ds["iterations"], out_size=world.DEFAULT_SIZE),
+                                backbone, eval_seeds, ds["timestep"], progress=False, noise=ds["noise"],
+                                seed=ds["seed"], attention="self")
+    ref_dc = worldeval.evaluate(lambda c, t, i: diffcut.segment_capture(c, i, dc), backbone, eval_seeds,
+                                dc["timestep"], progress=False, noise=dc["noise"], seed=dc["seed"],
+                                attention=None, features=(tap,))
+    work_s = time.perf_counter() - start
+
+    # 3. Summary rows: per method and fusion, static (train-chosen, per level), oracle, adaptive.
+    rows = []
+    for method in hierarchy.METHODS:
+        for fusion in FUSIONS:
+            row: dict = {"method": method, "fusion": fusion}
+            for level, key in LEVELS.items():
+                t_train = best_static(train, fusion, method, key)
+                t_oracle = best_static(scores, fusion, method, key)
+                static_key = f"static t={t_train} | {fusion} | {method}"
+                row[level] = {"static_t": t_train, "static": scores[static_key][key],
+                              "static_se": scores[static_key][f"{key}_se"], "oracle_t": t_oracle,
+                              "oracle": scores[f"static t={t_oracle} | {fusion} | {method}"][key]}
+                for name in ("entropy", "agreement", "entropy/part", "entropy/object"):
+                    k = f"adaptive {name} | {fusion} | {method}"
+                    diff = hierarchy.paired_difference(preds[k], preds[static_key], scenes, level)
+                    row[level][name] = {"miou": scores[k][key], "se": scores[k][f"{key}_se"],
+                                        "minus_static": diff[0], "minus_static_se": diff[1],
+                                        "segments": scores[k]["segments"]}
+            rows.append(row)
+
+    # 4. Cost of the multi-timestep capture.
+    n_time = 32
+    single = time_capture(backbone, n_time, (ds["timestep"],), noise, tap, args.repeats)
+    multi = time_capture(backbone, n_time, TIMESTEPS, noise, tap, args.repeats)
+    result = {
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "n_scenes": len(scenes),
+        "n_train": args.n_train, "weights": args.weights, "timesteps": TIMESTEPS, "noise": noise, "tap": tap,
+        "temperature": temperature, "temperature_tuning_train": tuning,
+        "diffseg_params": params["diffseg"], "ncut_params": params["ncut"], "threshold_tuning_train": grid,
+        "reference": {"diffseg_defaults": ref_ds, "diffcut_defaults": ref_dc},
+        "summary": rows, "scores": scores,
+        "capture_s": {"n_images": n_time, "single_t": single, "multi_t": multi, "ratio": multi / single},
+        "work_s": work_s,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "hierarchy.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (args.out / "hierarchy.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(r: dict) -> str:
+    """The summary as a markdown report."""
+    lines = [
+        "# Adaptive timesteps benchmark (ours: arXiv 2606.15590 has no public code)\n",
+        f"Organism, {r['n_scenes']} evaluation scenes (world.EVAL_SEEDS), timesteps {list(r['timesteps'])}, "
+        f"noise {r['noise']!r}, tap {r['tap']}; chosen on {r['n_train']} training scenes: DiffSeg tau "
+        f"{r['diffseg_params']['kl_threshold']}, NCut tau {r['ncut_params']['tau']}, temperature "
+        f"{r['temperature']}, static t (per level). mIoU ± standard error; "
+        "Δ = adaptive (entropy) minus static, paired over scenes. oracle = best static t on the evaluation "
+        "scenes themselves (optimistic).\n",
+        "| grouping | similarity | level | static t (train) | static | oracle t | oracle | adaptive entropy "
+        "| Δ entropy | adaptive agreement | adaptive entropy + target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["summary"]:
+        for level in LEVELS:
+            x = row[level]
+            e, a = x["entropy"], x["agreement"]
+            tgt = x["entropy/part" if level == "parts" else "entropy/object"]
+            lines.append(
+                f"| {row['method']} | {row['fusion']} | {level} | {x['static_t']} | {x['static']:.3f} ± "
+                f"{x['static_se']:.3f} | {x['oracle_t']} | {x['oracle']:.3f} | {e['miou']:.3f} ± {e['se']:.3f} | "
+                f"{e['minus_static']:+.3f} ± {e['minus_static_se']:.3f} | {a['miou']:.3f} ± {a['se']:.3f} | "
+                f"{tgt['miou']:.3f} ± {tgt['se']:.3f} |")
+    ref = r["reference"]
+    c = r["capture_s"]
+    lines += [
+        "",
+        f"References (organism defaults, own captures): DiffSeg objects "
+        f"{ref['diffseg_defaults']['miou_objects']:.3f}, parts {ref['diffseg_defaults']['miou_parts']:.3f}; "
+        f"DiffCut objects {ref['diffcut_defaults']['miou_objects']:.3f}, parts "
+        f"{ref['diffcut_defaults']['miou_parts']:.3f}.",
+        "",
+        f"Capture cost ({c['n_images']} scenes, {r['threads']} thread(s), median): one timestep "
+        f"{c['single_t']:.3f} s, {len(r['timesteps'])} timesteps {c['multi_t']:.3f} s, ratio {c['ratio']:.2f}x. "
+        f"Whole benchmark {r['work_s']:.0f} s; torch {r['torch']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Tests for zsnb.hierarchy: fusion rules, per-pixel timestep selection, grouping, bad arguments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zsnb import hierarchy, world, worldeval
+
+R = 4  # tiny synthetic grids: 16 pixels
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tensors here are tiny: one thread avoids contention on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_maps(seed: int, n: int = R * R, sharpness: float = 3.0) -> torch.Tensor:
+    """(n, n) row-stochastic softmax of seeded random logits."""
+    g = torch.Generator().manual_seed(seed)
+    return (sharpness * torch.randn(n, n, generator=g)).softmax(1)
+
+
+@pytest.fixture(scope="module")
+def capture():
+    """A two-timestep capture of two evaluation scenes through the untrained organism (self-attention + tap)."""
+    import zsnb
+
+    backbone = zsnb.load_backbone("organism", weights="random")
+    scenes = [world.scene(s) for s in world.EVAL_SEEDS[:2]]
+    return zsnb.capture(backbone, worldeval.scene_tensor(scenes), (50, 300), attention="self",
+                        features=("down_last_attn1",))
+
+
+def test_feature_kernel_shape_and_rows():
+    feats = torch.randn(2, 2, 5)
+    k = hierarchy.feature_kernel(feats, R, temperature=0.5)
+    assert k.shape == (R * R, R * R)
+    torch.testing.assert_close(k.sum(1), torch.ones(R * R))
+    assert (k.diagonal() >= k.max(1).values - 1e-6).all()  # each pixel is most similar to itself
+
+
+@pytest.mark.parametrize("fusion", hierarchy.FUSIONS)
+def test_fuse_rows_sum_to_one(fusion):
+    a, c = random_maps(0), random_maps(1)
+    out = hierarchy.fuse(a, c, fusion)
+    assert out.shape == a.shape
+    torch.testing.assert_close(out.sum(1), torch.ones(R * R))
+
+
+def test_fuse_rules():
+    a, c = random_maps(0), random_maps(1)
+    torch.testing.assert_close(hierarchy.fuse(a, c, "attention"), a)
+    torch.testing.assert_close(hierarchy.fuse(a, c, "features"), c)
+    torch.testing.assert_close(hierarchy.fuse(a, c, "random_walk"), a @ c)
+    ref = a * c / (a * c).sum(1, keepdim=True)
+    torch.testing.assert_close(hierarchy.fuse(a, c, "reweight"), ref)
+
+
+@pytest.mark.parametrize("fusion", hierarchy.FUSIONS)
+def test_contextual_similarity_on_organism(capture, fusion):
+    m = hierarchy.contextual_similarity(capture, 50, 1, fusion)
+    side = 16  # the organism's highest self-attention side
+    assert m.shape == (side * side, side * side)
+    torch.testing.assert_close(m.sum(1), torch.ones(side * side), atol=1e-4, rtol=0)
+    assert (m >= 0).all()
+
+
+def test_disagreement_is_zero_for_identical_neighbours():
+    row = random_maps(3, n=1).expand(R * R, R * R)
+    assert hierarchy.disagreement(row).abs().max() < 1e-5
+    d = hierarchy.disagreement(random_maps(4))
+    assert d.shape == (R, R) and (d > 0).all()
+
+
+@pytest.mark.parametrize("criterion", hierarchy.CRITERIA)
+def test_selection_picks_argmin(criterion):
+    maps = {t: random_maps(10 + k, sharpness=1.0 + k) for k, t in enumerate((25, 100, 300))}
+    scores = hierarchy.criterion_scores(maps, criterion)
+    choice, fused = hierarchy.select_timesteps(maps, criterion)
+    assert choice.shape == (R, R) and choice.dtype == torch.long
+    torch.testing.assert_close(choice, scores.argmin(0))
+    stack = torch.stack(list(maps.values()))
+    for i in range(R * R):
+        torch.testing.assert_close(fused[i], stack[choice.flatten()[i], i])
+    torch.testing.assert_close(fused.sum(1), torch.ones(R * R))
+
+
+def test_entropy_selection_prefers_sharp_maps():
+    flat = torch.full((R * R, R * R), 1 / (R * R))
+    sharp = random_maps(5, sharpness=8.0)
+    choice, fused = hierarchy.select_timesteps([flat, sharp], "entropy")
+    assert (choice == 1).all()
+    torch.testing.assert_close(fused, sharp)
+
+
+def test_target_rule():
+    maps = [random_maps(20 + k) for k in range(3)]
+    scores = hierarchy.criterion_scores(maps, "entropy")
+    part = hierarchy.select_timesteps(maps, "entropy", "part", slack=1.0)[0]
+    obj = hierarchy.select_timesteps(maps, "entropy", "object", slack=1.0)[0]
+    assert (part == 0).all() and (obj == 2).all()  # everything is "near" with slack 1
+    exact = hierarchy.select_timesteps(maps, "entropy", "part", slack=0.0)[0]
+    torch.testing.assert_close(exact, scores.argmin(0))
+
+
+@pytest.mark.parametrize("method", hierarchy.METHODS)
+def test_grouping_shapes(method):
+    block = torch.zeros(R * R, R * R)
+    half = (torch.arange(R * R) % R) < R // 2  # left and right halves of the grid
+    block[half[:, None] & half[None, :]] = 1
+    block[~half[:, None] & ~half[None, :]] = 1
+    maps = (block + 1e-3) / (block + 1e-3).sum(1, keepdim=True)
+    params = {"kl_threshold": 1.1, "num_points": 4, "iterations": 2, "tau": 0.5, "alpha": 10.0}
+    labels = hierarchy.group(maps, method, 8, params)
+    assert labels.shape == (8, 8) and labels.dtype == torch.long
+    assert len(labels.unique()) == 2
+
+
+def test_adaptive_segment_on_organism(capture):
+    params = {"kl_threshold": 1.1, "num_points": 8, "iterations": 2}
+    labels, choice = hierarchy.adaptive_segment(capture, 0, (50, 300), "diffseg", params)
+    assert labels.shape == (32, 32) and choice.shape == (16, 16)
+    assert set(choice.unique().tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: hierarchy.fuse(random_maps(0), random_maps(1), "product"), "fusion"),
+    (lambda: hierarchy.fuse(random_maps(0), None, "reweight"), "kernel"),
+    (lambda: hierarchy.feature_kernel(torch.randn(2, 2, 3), R, temperature=0.0), "temperature"),
+    (lambda: hierarchy.select_timesteps([random_maps(0)], "variance"), "criterion"),
+    (lambda: hierarchy.select_timesteps([random_maps(0)], "entropy", target="scene"), "target"),
+    (lambda: hierarchy.select_timesteps([random_maps(0)], "entropy", "part", slack=2.0), "slack"),
+    (lambda: hierarchy.select_timesteps({300: random_maps(0), 50: random_maps(1)}), "maps_by_t"),
+    (lambda: hierarchy.select_timesteps([]), "maps_by_t"),
+    (lambda: hierarchy.group(random_maps(0), "kmeans", 8, {}), "method"),
+])
+def test_bad_arguments_name_themselves(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_bad_fusion_on_capture(capture):
+    with pytest.raises(ValueError, match="fusion"):
+        hierarchy.contextual_similarity(capture, 50, 0, fusion="mean")
+
+
+def test_compare_and_paired_difference(organism_random):
+    params = {"diffseg": {"kl_threshold": 1.1, "num_points": 8, "iterations": 2}, "ncut": {"tau": 0.5, "alpha": 10.0}}
+    seeds = world.EVAL_SEEDS[:2]
+    scores, preds, scenes = hierarchy.compare(organism_random, seeds, (50, 300), fusions=("reweight",),
+                                              criteria=("entropy",), targets=(None, "part"), params=params,
+                                              features_tap="down_last_attn1")
+    assert len(scenes) == 2
+    expected = {f"static t={t} | reweight | {m}" for t in (50, 300) for m in hierarchy.METHODS}
+    expected |= {f"adaptive {c} | reweight | {m}" for c in ("entropy", "entropy/part") for m in hierarchy.METHODS}
+    assert set(scores) == expected
+    assert all(p.shape == (32, 32) for ps in preds.values() for p in ps)
+    key = "static t=50 | reweight | ncut"
+    assert hierarchy.paired_difference(preds[key], preds[key], scenes) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="level"):
+        hierarchy.paired_difference(preds[key], preds[key], scenes, level="pixels")
+
+
+def test_layer_entropy_is_normalised(capture):
+    ent = hierarchy.layer_entropy(capture, 50, 0)
+    assert set(ent) == set(capture.self_attention(50, 0))
+    assert all(0 <= e <= 1 + 1e-6 for e in ent.values())
