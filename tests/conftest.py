@@ -32,3 +32,13 @@ def scene_image() -> torch.Tensor:
     from zsnb import world
 
     return torch.from_numpy(world.scene(world.EVAL_SEEDS[0]).image).permute(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of tiny tensors: on a shared 2-core CPU, OpenMP threads spin-wait for
+    each other and small ops slow down up to 100x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,14 +11,7 @@ import torch.nn.functional as F
 from zsnb import diffcut
 from zsnb.pamr import pamr
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny eigh calls on a shared, busy CPU: OpenMP threads spin-wait for each other, up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def planted(side: int = 16, k: int = 4, channels: int = 32, noise: float = 0.4, seed: int = 0,

@@ -13,13 +13,7 @@ from zsnb import diffseg
 FLOOR = torch.finfo(torch.float32).tiny
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: on a loaded machine, waking a second thread per op costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- straightforward float64 reference

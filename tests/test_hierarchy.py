@@ -10,13 +10,7 @@ from zsnb import hierarchy, world, worldeval
 R = 4  # tiny synthetic grids: 16 pixels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: one thread avoids contention on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_maps(seed: int, n: int = R * R, sharpness: float = 3.0) -> torch.Tensor:
