@@ -318,6 +318,8 @@ def test_run_reads_tap_from_params(organism_random, scene_image: torch.Tensor) -
     assert cap.features(params["timestep"], tap).shape[:2] == (16, 16)
     assert torch.equal(labels, diffcut.segment_capture(cap, 0, params))
     assert diffcut.segment_capture(cap, 0, {**params, "out_size": 64}, out_size=8).shape == (8, 8)
+    small = diffcut.run(organism_random, scene_image, tap=tap, out_size=16, label_size=16)  # official: 128 of 1024
+    assert torch.equal(small, diffcut.segment_capture(cap, 0, {**params, "out_size": 16}, out_size=16))
     with pytest.raises(UnknownNameError, match="no_such_layer"):
         diffcut.run(organism_random, scene_image, tap="no_such_layer")
 

@@ -164,3 +164,14 @@ def test_layer_entropy_is_normalised(capture):
     ent = hierarchy.layer_entropy(capture, 50, 0)
     assert set(ent) == set(capture.self_attention(50, 0))
     assert all(0 <= e <= 1 + 1e-6 for e in ent.values())
+
+
+def test_run_segments_an_image_with_adaptive_timesteps(organism, scene_image):
+    fine = hierarchy.run(organism, scene_image, timesteps=(100, 500), kl_threshold=0.001)
+    coarse = hierarchy.run(organism, scene_image, timesteps=(100, 500), kl_threshold=100.0)
+    assert fine.shape == (32, 32) and fine.dtype == torch.long
+    assert fine.max() > coarse.max() == 0  # a huge KL threshold merges everything
+    with pytest.raises(ValueError, match="grouping"):
+        hierarchy.run(organism, scene_image, grouping="kmeans")
+    with pytest.raises(ValueError, match="unknown overrides"):
+        hierarchy.run(organism, scene_image, steps=3)

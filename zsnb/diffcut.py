@@ -302,13 +302,13 @@ def segment_capture(cap: Any, index: int, params: dict[str, Any], out_size: int 
     return labels.long()
 
 
-def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
-    """Image (path, PIL, array or (3, H, W)) -> (R, R) long labels, R = backbone.resolution.
+def run(backbone: Any, image: Any, *, label_size: int | None = None, **overrides: Any) -> Tensor:
+    """Image (path, PIL, array or (3, H, W)) -> (L, L) long labels, L = label_size or backbone.resolution R.
 
     Parameters come from backbone.defaults["diffcut"] (tap, timestep, noise, seed, tau, alpha, refine,
     out_size, pamr_iterations, pamr_dilations); keyword overrides replace them. tap is a `capture` alias
-    (official: FEATURE_TAP) or an attention layer name. out_size None means R; labels made at a smaller
-    out_size (official eval: 128) are enlarged to R by nearest neighbour.
+    (official: FEATURE_TAP) or an attention layer name. out_size None means R; labels made at out_size
+    (official eval: 128) are resized to L by nearest neighbour (the official evaluation: L = out_size).
     """
     # Imported here so that the algorithm above needs neither diffusers nor a backbone. (`zsnb.capture` is
     # the function once zsnb is imported, so the module's attribute path would not work.)
@@ -324,4 +324,4 @@ def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
     x = load_image(image, res)  # (3, R, R) in [0, 1]
     cap = capture(backbone, x, timesteps=(params["timestep"],), noise=params["noise"], seed=params["seed"],
                   prompt="", attention=None, features=(params["tap"],), stop_after="auto")
-    return segment_capture(cap, 0, params, res)
+    return segment_capture(cap, 0, params, label_size or res)

@@ -35,6 +35,11 @@ TARGETS: tuple[str | None, ...] = (None, "part", "object")
 METHODS: tuple[str, ...] = ("diffseg", "ncut")
 DEFAULT_TEMPERATURE: float = 0.1  # cosine temperature of the feature kernel (our choice; see 06 notebook)
 DEFAULT_SLACK: float = 0.1  # target rule: fraction of a pixel's score range (over t) counted as "near best"
+# `run`'s defaults (ours, not the paper's). None: the backbone's DiffCut tap, DiffSeg kl_threshold, DiffCut tau.
+ADAPTIVE_DEFAULTS: dict[str, Any] = {"timesteps": (25, 50, 100, 200, 300, 500), "noise": "none", "seed": 42,
+                                     "grouping": "diffseg", "fusion": "random_walk", "criterion": "entropy",
+                                     "target": None, "temperature": DEFAULT_TEMPERATURE, "tap": None,
+                                     "kl_threshold": None, "tau": None}
 
 
 def _choice(value: Any, allowed: Sequence[Any], name: str) -> None:
@@ -275,3 +280,32 @@ def paired_difference(preds_a: Sequence[Tensor], preds_b: Sequence[Tensor], scen
     d = np.array([metrics.segment_miou(a, getattr(s, level)) - metrics.segment_miou(b, getattr(s, level))
                   for a, b, s in zip(preds_a, preds_b, scenes, strict=True)])
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+
+def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
+    """Image (path, PIL, array or (3, H, W)) -> (S, S) long labels by adaptive t*; S = the cropped side.
+
+    Parameters: ADAPTIVE_DEFAULTS, then backbone.defaults["adaptive"] if present, then keyword overrides;
+    the grouping ("diffseg" or "ncut") takes the backbone's DiffSeg (num_points, iterations) or DiffCut
+    (alpha) defaults and kl_threshold / tau from the parameters when set. One capture holds every timestep.
+    """
+    from zsnb.capture import capture  # here, as in diffseg.run: `zsnb.capture` is the function
+    from zsnb.images import load_image
+
+    params = {**ADAPTIVE_DEFAULTS, **backbone.defaults.get("adaptive", {})}
+    unknown = set(overrides) - set(params)
+    if unknown:
+        raise ValueError(f"unknown overrides {sorted(unknown)}; valid keys are {sorted(params)}.")
+    params.update(overrides)
+    method = params["grouping"]
+    _choice(method, METHODS, "grouping")
+    grouping = dict(backbone.defaults["diffcut" if method == "ncut" else "diffseg"])
+    grouping.update({k: params[k] for k in ("kl_threshold", "tau") if params[k] is not None})
+    side = min(image.shape[-2:]) if isinstance(image, Tensor) else backbone.resolution
+    ts = tuple(sorted(params["timesteps"]))
+    tap = params["tap"] or backbone.defaults["diffcut"]["tap"]
+    cap = capture(backbone, load_image(image, backbone.resolution), ts, noise=params["noise"], seed=params["seed"],
+                  prompt="", attention="self", features=(tap,))
+    labels, _ = adaptive_segment(cap, 0, ts, method, grouping, params["fusion"], params["criterion"],
+                                 params["target"], tap, params["temperature"], int(side))
+    return labels

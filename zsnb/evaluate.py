@@ -1,0 +1,289 @@
+"""Evaluate a method on a dataset under the papers' protocol: `python -m zsnb.evaluate --help`.
+
+    python -m zsnb.evaluate --method diffseg --backbone sd14 --dataset coco-stuff-27 --root data/cocostuff \\
+        --out runs/eval/diffseg-coco --device cuda
+    accelerate launch --num_processes 8 -m zsnb.evaluate ...        # shards the images over 8 processes
+
+Each method runs with its backbone's defaults (the official ones for real backbones) and the paper's
+preprocessing (`zsnb.data.prepare`). Every finished image is appended as one JSON line to
+OUT/records-<rank>.jsonl (written in one call, flushed, fsynced), so an interrupted run loses at most the
+images in flight and a rerun with the same OUT resumes with the rest. When every image is done, the main
+process merges all record files into OUT/results.json and OUT/results.md, the paper's number beside ours.
+Across nodes (`accelerate launch --num_machines ...`), OUT must be on a filesystem every node sees.
+On a CPU-only machine, `accelerate launch --multi_gpu --num_processes 2 ... --device cpu` runs 2 processes.
+
+Real datasets: per-image Hungarian matching with TP/FP/FN summed over the dataset (mIoU, pixel accuracy);
+datasets with a background class (VOC) use DiffCut's many-to-one background matching. The world: mean
+over scenes of the per-scene mIoU against objects and parts, as in `zsnb.worldeval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from zsnb import data, diffcut, diffseg, hierarchy, metrics
+from zsnb.backbones import Backbone, load_backbone
+from zsnb.errors import UnknownNameError, ZsnbError
+
+METHODS: tuple[str, ...] = ("diffseg", "diffcut", "adaptive")
+RUNNERS: dict[str, Callable[..., torch.Tensor]] = {"diffseg": diffseg.run, "diffcut": diffcut.run,
+                                                    "adaptive": hierarchy.run}
+# Published mIoU / pixel accuracy (%) by (method, backbone, dataset), anchors.md §2.2; each names its source.
+_DIFFSEG = "Tian et al., CVPR 2024 (accuracy quoted from memory in anchors.md, unverified)"
+_DIFFCUT = "Couairon et al., NeurIPS 2024, Table {} (with PAMR)"
+PAPER: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("diffseg", "sd14", "coco-stuff-27"): {"miou": 43.6, "acc": 72.5, "source": _DIFFSEG + ", tau 1.1"},
+    ("diffseg", "sd14", "cityscapes-27"): {"miou": 21.2, "acc": 76.0, "source": _DIFFSEG + ", tau 0.9"},
+    ("diffcut", "ssd-1b", "coco-stuff-27"): {"miou": 49.1, "source": _DIFFCUT.format(1)},
+    ("diffcut", "ssd-1b", "cityscapes-27"): {"miou": 30.6, "source": _DIFFCUT.format(1)},
+    ("diffcut", "ssd-1b", "voc2012"): {"miou": 65.2, "source": _DIFFCUT.format(1)},
+    ("diffcut", "sd14", "coco-stuff-27"): {"miou": 45.2, "source": _DIFFCUT.format(7)},
+    ("diffcut", "sd14", "cityscapes-27"): {"miou": 24.5, "source": _DIFFCUT.format(7)},
+    ("diffcut", "sd14", "voc2012"): {"miou": 57.5, "source": _DIFFCUT.format(7)},
+}
+
+
+def protocol(method: str, backbone: Backbone) -> tuple[int, int, int]:
+    """(image size, label size, crop shrink) of a method's official evaluation on this backbone."""
+    if method == "diffcut":  # crop min side - 1, input at the backbone's size, labels at out_size (128)
+        return backbone.resolution, backbone.defaults["diffcut"]["out_size"] or backbone.resolution, 1
+    return backbone.resolution, backbone.resolution, 0  # DiffSeg: crop min side, evaluate at 512
+
+
+def score_sample(pred: torch.Tensor, sample: data.Sample, label: np.ndarray, dataset: data.Dataset) -> dict:
+    """One image's record: Hungarian TP/FP/FN per class (real datasets) or segment scores (world)."""
+    pred_np = pred.cpu().numpy()
+    n_pred = int(len(np.unique(pred_np)))
+    if dataset.n_class is None:
+        objects, parts = metrics.segment_scores(pred_np, label), metrics.segment_scores(pred_np, sample.parts)
+        return {"miou_objects": objects["miou"], "miou_parts": parts["miou"], "ari_objects": objects["ari"],
+                "segments": n_pred}
+    if dataset.background is None:
+        m = metrics.match_image(pred_np, label, dataset.n_class, ignore_index=data.IGNORE)
+    else:
+        m, _ = metrics.match_image_background(pred_np, label, dataset.n_class, dataset.background,
+                                              ignore_index=data.IGNORE)
+    return {"tp": m.tp.tolist(), "fp": m.fp.tolist(), "fn": m.fn.tolist(), "n_labelled": m.n_labelled,
+            "segments": n_pred}
+
+
+def read_records(out: Path) -> dict[int, dict]:
+    """{image index: record} from every OUT/records-*.jsonl; a torn last line (killed mid-write) is skipped."""
+    records = {}
+    for path in sorted(out.glob("records-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # only the last line of a killed process can be torn; that image is redone
+            records[rec["index"]] = rec
+    return records
+
+
+def _end_torn_line(path: Path) -> None:
+    """If a killed run left `path` ending mid-line, end that line so the next record stands alone."""
+    if path.exists() and path.stat().st_size:
+        with path.open("rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
+def _append(path: Path, record: dict) -> None:
+    """Append one record as one JSON line with a single write, then fsync (a kill never half-merges lines)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_config(out: Path, config: dict) -> None:
+    """Write OUT/config.json, or refuse to resume into OUT with a different configuration."""
+    path = out / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        if diff:
+            raise ZsnbError(f"{out} holds a run with other settings {diff} (old, new); pass a new --out to "
+                            "start a separate run, or the same settings to resume this one.")
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indices: Sequence[int], out: Path,
+                   rank: int = 0, progress: bool = True) -> int:
+    """Segment and score the images `indices` not yet recorded in OUT; returns how many were done now."""
+    done = set(read_records(out))
+    todo = [i for i in indices if i not in done]
+    image_size, label_size, shrink = protocol(method, backbone)
+    runner = RUNNERS[method]
+    kwargs = {"label_size": label_size} if method == "diffcut" else {}
+    path = out / f"records-{rank}.jsonl"
+    _end_torn_line(path)
+    for i in tqdm(todo, desc=f"{method} {dataset.name} [{rank}]", disable=not progress, position=rank):
+        sample = dataset[i]
+        image, label = data.prepare(sample, image_size, label_size, shrink)
+        if sample.parts is not None:  # world: parts need the same preparation as the objects
+            _, parts = data.prepare(data.Sample(sample.name, sample.image, sample.parts), image_size, label_size,
+                                    shrink)
+            sample = data.Sample(sample.name, sample.image, label, parts)
+        start = time.perf_counter()
+        pred = runner(backbone, image, **kwargs)
+        record = {"index": i, "name": sample.name, "seconds": round(time.perf_counter() - start, 3),
+                  **score_sample(pred, sample, label, dataset)}
+        _append(path, record)
+    return len(todo)
+
+
+def summarise(records: Sequence[dict], dataset: data.Dataset) -> dict[str, Any]:
+    """Dataset numbers from per-image records: mIoU/acc in % (real datasets) or world means ± se."""
+    n = len(records)
+    segments = float(np.mean([r["segments"] for r in records])) if n else float("nan")
+    if dataset.n_class is None:
+        out: dict[str, Any] = {"n_images": n, "segments": segments}
+        for key in ("miou_objects", "miou_parts", "ari_objects"):
+            vals = np.array([r[key] for r in records], dtype=float)
+            out[key] = float(vals.mean())
+            out[f"{key}_se"] = float(vals.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+        return out
+    tp, fp, fn = (np.sum([r[k] for r in records], axis=0) for k in ("tp", "fp", "fn"))
+    s = metrics.scores(tp, fp, fn, int(sum(r["n_labelled"] for r in records)))
+    return {"n_images": n, "miou": 100 * s.miou, "acc": 100 * s.acc, "segments": segments,
+            "iou": {name: (None if math.isnan(v) else 100 * float(v)) for name, v in zip(dataset.class_names, s.iou,
+                                                                                           strict=True)}}
+
+
+def write_results(out: Path, config: dict, dataset: data.Dataset, n_expected: int) -> dict[str, Any]:
+    """Merge every record in OUT into results.json and results.md; returns the results."""
+    records = [r for i, r in sorted(read_records(out).items()) if i < n_expected]
+    result = {"config": config, "complete": len(records) == n_expected, "n_expected": n_expected,
+              "scores": summarise(records, dataset),
+              "paper": PAPER.get((config["method"], config["backbone"], config["dataset"])),
+              "seconds_per_image": float(np.median([r["seconds"] for r in records])) if records else None}
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "results.md").write_text(markdown(result) + "\n")
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results as a Markdown table with the paper's number (if any) beside ours."""
+    c, s, paper = result["config"], result["scores"], result["paper"]
+    head = (f"# {c['method']} on {c['dataset']} ({c['backbone']}, {s['n_images']} of {result['n_expected']} "
+            f"images{'' if result['complete'] else ', INCOMPLETE'})\n\n")
+    if "miou" not in s:
+        return head + ("| mIoU objects | mIoU parts | ARI objects | segments |\n|---|---|---|---|\n"
+                       f"| {s['miou_objects']:.3f} ± {s['miou_objects_se']:.3f} | {s['miou_parts']:.3f} ± "
+                       f"{s['miou_parts_se']:.3f} | {s['ari_objects']:.3f} | {s['segments']:.1f} |")
+    ref = paper or {}
+    return head + ("| | mIoU (%) | pixel accuracy (%) | segments |\n|---|---|---|---|\n"
+                   f"| ours | {s['miou']:.1f} | {s['acc']:.1f} | {s['segments']:.1f} |\n"
+                   f"| paper | {ref.get('miou', '-')} | {ref.get('acc', '-')} | - |\n\n"
+                   f"Paper: {ref.get('source', 'no published number for this method, backbone and dataset')}.")
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
+    """Several results (one dataset kind) as one Markdown table, the paper's mIoU beside ours."""
+    if results and "miou" not in results[0]["scores"]:
+        rows = [f"| {r['config']['method']} | {r['config']['backbone']} | {r['scores']['n_images']} | "
+                f"{r['scores']['miou_objects']:.3f} ± {r['scores']['miou_objects_se']:.3f} | "
+                f"{r['scores']['miou_parts']:.3f} ± {r['scores']['miou_parts_se']:.3f} | "
+                f"{r['scores']['segments']:.1f} |" for r in results]
+        return "\n".join(["| method | backbone | scenes | mIoU objects | mIoU parts | segments |",
+                          "|---|---|---|---|---|---|", *rows])
+    rows = []
+    for r in results:
+        c, s = r["config"], r["scores"]
+        paper = PAPER.get((c["method"], c["backbone"], c["dataset"]), {})
+        rows.append(f"| {c['method']} | {c['backbone']} | {c['dataset']} | {s['n_images']} | {s['miou']:.1f} | "
+                    f"{s['acc']:.1f} | {paper.get('miou', '-')} | {paper.get('source', 'none published')} |")
+    return "\n".join(["| method | backbone | dataset | images | mIoU (%) | acc. (%) | paper mIoU | paper source |",
+                      "|---|---|---|---|---|---|---|---|", *rows])
+
+
+def paper_table() -> str:
+    """The published numbers zsnb compares against, as a Markdown table."""
+    rows = [f"| {m} | {b} | {d} | {v['miou']} | {v.get('acc', '-')} | {v['source']} |"
+            for (m, b, d), v in PAPER.items()]
+    return "\n".join(["| method | backbone | dataset | mIoU (%) | acc. (%) | source |", "|---|---|---|---|---|---|",
+                      *rows])
+
+
+def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: str | Path | None = None,
+             limit: int | None = None, device: str | None = None, dtype: str | None = None,
+             progress: bool = True) -> dict[str, Any] | None:
+    """Run (or resume) one evaluation into OUT; returns the results on the main process, None elsewhere.
+
+    Under `accelerate launch` (or torchrun) the images are sharded by index over the processes, each on
+    its own device; the main process waits for all of them and merges.
+    """
+    if method not in METHODS:
+        raise UnknownNameError(f"unknown method {method!r}; choose one of {list(METHODS)}.")
+    if limit is not None and limit < 1:
+        raise ZsnbError(f"--limit {limit}: give a positive number of images, or leave it out for all.")
+    ds = data.load_dataset(dataset, root)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    from accelerate import PartialState  # imported here: a plain import of zsnb needs no accelerate
+
+    state = PartialState(cpu=device == "cpu")
+    out = Path(out)
+    config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": dtype}  # --limit may grow
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_config(out, config)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        _check_config(out, config)
+    torch_dtype = {None: None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if dtype not in torch_dtype:
+        raise ZsnbError(f"--dtype {dtype}: use float16, bfloat16 or float32 (default: the backbone's).")
+    model = load_backbone(backbone, device=device or state.device, dtype=torch_dtype[dtype])
+    indices = range(state.process_index, n, state.num_processes)
+    evaluate_shard(method, model, ds, indices, out, state.process_index, progress)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    return write_results(out, config, ds, n)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="dataset layouts (--root):\n" + "\n".join(
+                                         f"  {k}:\n    " + v.replace("\n", "\n    ") for k, v in data.LAYOUTS.items()))
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--backbone", default="organism", help="organism, sd14, sd15, sd21-base, ssd-1b, sdxl or a "
+                        "local diffusers folder")
+    parser.add_argument("--dataset", default="world", choices=[*data.DATASETS, "world"])
+    parser.add_argument("--root", help="dataset folder (layouts below); not needed for the world")
+    parser.add_argument("--out", required=True, type=Path, help="results folder; rerunning into it resumes")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--device", help="default: this process's accelerator (cuda:<rank>) or cpu")
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate(args.method, args.backbone, args.dataset, args.out, args.root, args.limit, args.device,
+                          args.dtype, not args.no_progress)
+    except ZsnbError as e:  # bad input: the message says what to fix, a traceback would bury it
+        parser.exit(2, f"zsnb.evaluate: error: {e}\n")
+    if result is not None:
+        print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
