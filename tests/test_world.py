@@ -39,6 +39,19 @@ def test_any_size_draws_a_scene_of_the_same_kind():
     assert len(np.unique(large.objects)) >= 2 and len(np.unique(large.parts)) > len(np.unique(large.objects))
 
 
+def test_sizes_draw_the_same_geometry():
+    small, large = world.scene(11, 32), world.scene(11, 64)
+    assert (large.objects[::2, ::2] == small.objects).mean() > 0.9  # pixel centres differ by half a pixel
+    assert not np.array_equal(world.scene(12, 64).objects[::2, ::2], small.objects)
+
+
+def test_objects_are_outlined_in_dark():
+    for seed in range(10):
+        s = world.scene(seed)
+        dark = s.image.max(-1) < world.OUTLINE_RGB + 0.15  # outline grey plus pixel noise
+        assert dark[s.objects > 0].mean() > 0.1 and dark[s.objects == 0].mean() < 0.02
+
+
 def test_seed_ranges_do_not_overlap():
     assert set(world.EVAL_SEEDS).isdisjoint(range(world.TRAIN_SEEDS.start, world.TRAIN_SEEDS.stop))
     assert len(world.EVAL_SEEDS) >= 200

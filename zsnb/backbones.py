@@ -271,7 +271,10 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
         unet.load_state_dict({k: v.float() for k, v in load_file(str(organism.UNET_FILE)).items()})
     unet = _place(unet, device, dtype).eval().requires_grad_(False)
     cond = Conditioning(organism.null_conditioning(1, dtype, str(device)))
-    defaults = {k: {**v, **organism.method_defaults().get(k, {})} for k, v in OFFICIAL_DEFAULTS.items()}
+    tuned = organism.method_defaults()
+    defaults = {k: {**v, **tuned.get(k, {})} for k, v in OFFICIAL_DEFAULTS.items()}
+    if "adaptive" in tuned:  # our method has no official defaults: only the tuned ones (zsnb.hierarchy.run)
+        defaults["adaptive"] = tuned["adaptive"]
     return Backbone("organism", unet, None, organism.build_scheduler(), lambda prompt: cond,
                     organism.RESOLUTION, "trained" if weights == "pretrained" else "random", defaults)
 

@@ -6,12 +6,13 @@ The two levels are carried by different cues, so that colour alone cannot solve 
 
 - parts of one object differ in **hue** but share the object's **lightness**, stripe **orientation** and
   stripe **period** (a texture running continuously across the part boundaries);
+- every object has a dark **outline** along its silhouette (one pixel wide at 32x32), so where an object
+  ends is a shape cue, not a colour cue; outlines of occluded objects are cut by the occluder;
 - different objects draw hues independently from one small palette, so they often share colours;
 - the background is a dim, desaturated gradient with its own coarse stripes and pixel noise.
 
-Geometry lives in normalised coordinates, so any size draws the same kind of scene; the per-pixel noise is
-drawn first from the scene's random stream, though, so `scene(seed, 64)` is a different scene from
-`scene(seed, 32)` (kept so, because the shipped organism was trained on exactly these 32x32 scenes).
+Geometry lives in normalised coordinates and the pixel noise has its own random stream, so
+`scene(seed, 64)` is `scene(seed, 32)` drawn at twice the resolution (outlines scale with the size).
 Label maps: 0 is the background in both; objects are 1..n in depth order (later ones occlude earlier
 ones); parts are numbered globally, 1..m.
 """
@@ -30,6 +31,7 @@ DEFAULT_SIZE: int = 32
 # can share a hue while parts of one object never do.
 HUES: tuple[float, ...] = (0.0, 40.0, 75.0, 130.0, 185.0, 220.0, 270.0, 315.0)
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "blob")
+OUTLINE_RGB: float = 0.05  # outline grey level, darker than any background pixel
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,6 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
     ramp = 0.5 + 0.5 * (xx * np.cos(g_angle) + yy * np.sin(g_angle)) / np.sqrt(2)
     bg_lum = 0.18 + 0.14 * ramp + 0.05 * _stripes(yy, xx, rng.uniform(0, np.pi), rng.uniform(0.6, 1.2), 0)
     image = _hsl_to_rgb(np.full_like(xx, rng.choice(HUES)), np.full_like(xx, rng.uniform(0.1, 0.3)), bg_lum)
-    image += rng.normal(0, 0.03, size=image.shape)
 
     parts = np.zeros((size, size), dtype=np.int64)
     objects = np.zeros((size, size), dtype=np.int64)
@@ -130,14 +131,26 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
         texture = _stripes(yy, xx, rng.uniform(0, np.pi), rng.uniform(0.18, 0.35), rng.uniform(0, 6.3))[mask]
         colour = _hsl_to_rgb(hues[part_of_pixel], np.full(d.shape, sat), lum * (0.8 + 0.3 * texture))
         image[mask] = colour
+        image[_outline(mask, max(1, size // 32))] = OUTLINE_RGB
         parts[mask] = next_part + part_of_pixel
         objects[mask] = obj
         next_part += n_parts
 
     _relabel_in_place(parts)
     _relabel_in_place(objects)
+    # Pixel noise from its own stream, so the geometry drawn above is the same at every size.
+    image += np.random.default_rng([seed, size]).normal(0, 0.03, size=image.shape)
     image = np.clip(image, 0, 1).astype(np.float32)
     return Scene(image=image, parts=parts, objects=objects, seed=seed)
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels of `mask` (H, W) within `width` pixels (4-neighbour steps) of its border."""
+    inner = mask.copy()
+    for _ in range(width):
+        padded = np.pad(inner, 1, constant_values=True)  # the frame is no border
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
 
 
 def _relabel_in_place(labels: np.ndarray) -> None:

@@ -32,7 +32,7 @@ from zsnb.organism import (
 )
 
 DEFAULTS = {
-    "steps": 3000,  # ~0.75 s/step on 2 idle CPU cores; the shipped run, sharing them, took 63 min
+    "steps": 4000,  # ~0.75 s/step on 2 idle CPU cores: ~50 min
     "batch": 32,
     "lr": 1e-3,
     "warmup": 200,

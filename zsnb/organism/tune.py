@@ -15,20 +15,20 @@ import json
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import diffcut, diffseg, world
+from zsnb import diffcut, diffseg, hierarchy, world
 from zsnb.backbones import Backbone, load_backbone
 from zsnb.organism import DEFAULTS_FILE
 from zsnb.worldeval import captures, score
 
 N_SCENES = 96  # training scenes scored per setting
 DIFFSEG_GRID = {
-    "convention": [("none", t) for t in (50, 300, 700)] + [("seeded", t) for t in (25, 50, 100, 200, 300)],
+    "convention": [("none", t) for t in (50, 300, 500, 700, 850)] + [("seeded", t) for t in (25, 50, 100, 200, 300)],
     "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8],
     "num_points": [4, 8, 16],
 }
 DIFFCUT_GRID = {
     "timestep": [25, 50, 100, 200],
-    "tau": [0.2, 0.35, 0.5, 0.65, 0.8],
+    "tau": [0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2],
     "alpha": [5.0, 10.0],
 }
 
@@ -80,6 +80,32 @@ def tune_diffcut(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
     return {**chosen, "noise": "seeded", "seed": 42, "refine": with_pamr["miou_objects"] > best["miou_objects"],
             "out_size": backbone.resolution}, results
 
+ADAPTIVE_GRID = {
+    "timesteps": (50, 100, 200, 300, 500, 700),
+    "fusion": ["random_walk", "reweight", "attention"],
+    "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3],
+}
+
+
+def tune_adaptive(backbone: Backbone, seeds: range, diffseg_defaults: dict, tap: str) -> tuple[dict, list[dict]]:
+    """Best adaptive-t* (fusion, DiffSeg tau) by object mIoU on `seeds`, entropy criterion, fixed t grid."""
+    ts, fused, scenes = ADAPTIVE_GRID["timesteps"], {f: [] for f in ADAPTIVE_GRID["fusion"]}, []
+    for batch_scenes, cap in captures(backbone, seeds, ts, noise="none", attention="self", features=(tap,),
+                                      progress=False):
+        scenes += batch_scenes
+        for i, fusion in itertools.product(range(len(batch_scenes)), ADAPTIVE_GRID["fusion"]):
+            maps = {t: hierarchy.contextual_similarity(cap, t, i, fusion, tap) for t in ts}
+            fused[fusion].append(hierarchy.select_timesteps(maps, "entropy")[1])
+    results = []
+    for fusion, kl in tqdm(list(itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"])),
+                           desc="adaptive"):
+        preds = [hierarchy.group_diffseg(f, backbone.resolution, kl, diffseg_defaults["num_points"], 3)
+                 for f in fused[fusion]]
+        results.append({"fusion": fusion, "kl_threshold": kl, **score(preds, scenes)})
+    best = max(results, key=lambda r: r["miou_objects"])
+    return {"timesteps": list(ts), "noise": "none", "grouping": "diffseg", "fusion": best["fusion"],
+            "criterion": "entropy", "tap": tap, "kl_threshold": best["kl_threshold"]}, results
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,11 +115,12 @@ def main() -> None:
     backbone = load_backbone("organism")
     ds, ds_results = tune_diffseg(backbone, seeds)
     dc, dc_results = tune_diffcut(backbone, seeds)
-    defaults = {"diffseg": ds, "diffcut": dc,
+    ad, ad_results = tune_adaptive(backbone, seeds, ds, dc["tap"])
+    defaults = {"diffseg": ds, "diffcut": dc, "adaptive": ad,
                 "chosen_on": f"world.TRAIN_SEEDS[:{args.n_scenes}], object-level Hungarian mIoU"}
     DEFAULTS_FILE.write_text(json.dumps(defaults, indent=1) + "\n")
     (DEFAULTS_FILE.parent / "tuning.json").write_text(
-        json.dumps({"diffseg": ds_results, "diffcut": dc_results}, indent=None) + "\n")
+        json.dumps({"diffseg": ds_results, "diffcut": dc_results, "adaptive": ad_results}, indent=None) + "\n")
     print(json.dumps(defaults, indent=1))
 
 
