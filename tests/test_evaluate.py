@@ -75,6 +75,16 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         evaluate.evaluate("diffcut", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
 
 
+def test_resuming_with_other_weights_is_refused(tmp_path):
+    """Records of a retrained organism must not mix with the old ones: the weights' hash is in the config."""
+    evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["weights"].startswith("organism sha256:") and config["parameters"]["kl_threshold"] > 0
+    (tmp_path / "config.json").write_text(json.dumps({**config, "weights": "organism sha256:0000"}))
+    with pytest.raises(ZsnbError, match="weights"):
+        evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
+
+
 def test_real_dataset_layout_runs_the_protocol_end_to_end(tmp_path):
     """COCO layout, organism backbone: per-image Hungarian counts are recorded and summed."""
     root = make_coco(tmp_path / "coco", ids=("a", "b"))

@@ -9,6 +9,8 @@ preprocessing (`zsnb.data.prepare`). Every finished image is appended as one JSO
 OUT/records-<rank>.jsonl (written in one call, flushed, fsynced), so an interrupted run loses at most the
 images in flight and a rerun with the same OUT resumes with the rest. When every image is done, the main
 process merges all record files into OUT/results.json and OUT/results.md, the paper's number beside ours.
+OUT/config.json records the method, backbone, dataset, weights and parameters; resuming with any of them
+changed is refused, so records of two models never mix.
 Across nodes (`accelerate launch --num_machines ...`), OUT must be on a filesystem every node sees.
 On a CPU-only machine, `accelerate launch --multi_gpu --num_processes 2 ... --device cpu` runs 2 processes.
 
@@ -20,6 +22,7 @@ over scenes of the per-scene mIoU against objects and parts, as in `zsnb.worldev
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import data, diffcut, diffseg, hierarchy, metrics
+from zsnb import data, diffcut, diffseg, hierarchy, metrics, organism
 from zsnb.backbones import Backbone, load_backbone
 from zsnb.errors import UnknownNameError, ZsnbError
 
@@ -108,6 +111,13 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def weights_id(model: Backbone) -> str:
+    """Which weights `model` carries: the organism's file hash, else the UNet's hub id or local folder."""
+    if model.name == "organism" and model.weights != "random":
+        return "organism sha256:" + hashlib.sha256(organism.UNET_FILE.read_bytes()).hexdigest()[:16]
+    return f"{model.unet.config.get('_name_or_path', model.name)} ({model.weights})"
 
 
 def _check_config(out: Path, config: dict) -> None:
@@ -241,17 +251,19 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out)
-    config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": dtype}  # --limit may grow
+    torch_dtype = {None: None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if dtype not in torch_dtype:
+        raise ZsnbError(f"--dtype {dtype}: use float16, bfloat16 or float32 (default: the backbone's).")
+    model = load_backbone(backbone, device=device or state.device, dtype=torch_dtype[dtype])
+    # Weights and method parameters are part of the run: records of a retrained or re-tuned model must not mix.
+    config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": dtype,
+              "weights": weights_id(model), "parameters": model.defaults.get(method)}  # --limit may grow
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         _check_config(out, config)
     state.wait_for_everyone()
     if not state.is_main_process:
         _check_config(out, config)
-    torch_dtype = {None: None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-    if dtype not in torch_dtype:
-        raise ZsnbError(f"--dtype {dtype}: use float16, bfloat16 or float32 (default: the backbone's).")
-    model = load_backbone(backbone, device=device or state.device, dtype=torch_dtype[dtype])
     indices = range(state.process_index, n, state.num_processes)
     evaluate_shard(method, model, ds, indices, out, state.process_index, progress)
     state.wait_for_everyone()
