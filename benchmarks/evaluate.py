@@ -22,6 +22,12 @@ import torch
 from zsnb import evaluate
 
 
+def _row(processes: int, wall: float, n: int, res: dict) -> dict:
+    """One table row from a run's wall time and its results."""
+    return {"processes": processes, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 2),
+            "median_s_per_image": res["seconds_per_image"], "scores": res["scores"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-scenes", type=int, default=200)
@@ -33,18 +39,14 @@ def main() -> None:
             start = time.perf_counter()
             res = evaluate.evaluate(method, "organism", "world", Path(tmp) / method, limit=n, device="cpu",
                                     progress=False)
-            wall = time.perf_counter() - start
-            rows[method] = {"processes": 1, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 2),
-                            "median_s_per_image": res["seconds_per_image"], "scores": res["scores"]}
+            rows[method] = _row(1, time.perf_counter() - start, n, res)
         launcher = Path(sys.executable).parent / "accelerate"
         start = time.perf_counter()
         subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "-m", "zsnb.evaluate",
                         "--method", "diffseg", "--out", f"{tmp}/two", "--limit", str(n), "--device", "cpu",
                         "--no-progress"], check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        wall = time.perf_counter() - start
         two = json.loads((Path(tmp) / "two/results.json").read_text())
-        rows["diffseg, 2 processes"] = {"processes": 2, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 2),
-                                        "median_s_per_image": two["seconds_per_image"], "scores": two["scores"],
+        rows["diffseg, 2 processes"] = {**_row(2, time.perf_counter() - start, n, two),
                                         "same_scores_as_1_process": two["scores"] == rows["diffseg"]["scores"]}
     result = {"n_scenes": n, "rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "cpus": os.cpu_count()}

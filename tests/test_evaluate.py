@@ -13,7 +13,8 @@ import pytest
 import torch
 from layouts import make_coco, make_voc
 
-from zsnb import data, evaluate
+import zsnb
+from zsnb import data, diffseg, evaluate, world, worldeval
 from zsnb.errors import ZsnbError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,6 +36,17 @@ def test_world_run_writes_records_and_tables(tmp_path):
     assert len((tmp_path / "records-0.jsonl").read_text().splitlines()) == 4
     assert json.loads((tmp_path / "results.json").read_text())["scores"] == res["scores"]
     assert "mIoU objects" in (tmp_path / "results.md").read_text()
+
+
+def test_world_scores_are_those_of_worldeval(tmp_path):
+    """The runner's world numbers are `worldeval.score` of the same predictions (one scoring, two callers)."""
+    res = evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=3, device="cpu", progress=False)
+    backbone = zsnb.load_backbone("organism")
+    scenes = [world.scene(s) for s in world.EVAL_SEEDS[:3]]
+    ref = worldeval.score([diffseg.run(backbone, torch.from_numpy(s.image).permute(2, 0, 1)) for s in scenes],
+                          scenes)
+    for key in ("miou_objects", "miou_objects_se", "miou_parts", "ari_objects", "segments"):
+        assert res["scores"][key] == pytest.approx(ref[key]), key
 
 
 def test_interrupted_run_resumes_without_redoing_finished_images(tmp_path, monkeypatch):
@@ -73,6 +85,14 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
     with pytest.raises(ZsnbError, match="new --out"):
         evaluate.evaluate("diffcut", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("method", evaluate.METHODS)
+def test_rerun_with_the_same_settings_resumes(tmp_path, method):
+    """Every method's parameters survive the JSON round trip of config.json (tuples become lists)."""
+    evaluate.evaluate(method, "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
+    res = evaluate.evaluate(method, "organism", "world", tmp_path, limit=2, device="cpu", progress=False)
+    assert res["complete"] and res["scores"]["n_images"] == 2
 
 
 def test_resuming_with_other_weights_is_refused(tmp_path):

@@ -22,6 +22,7 @@ over scenes of the per-scene mIoU against objects and parts, as in `zsnb.worldev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import data, diffcut, diffseg, hierarchy, metrics, organism
+from zsnb import data, diffcut, diffseg, hierarchy, metrics, organism, worldeval
 from zsnb.backbones import Backbone, load_backbone
 from zsnb.errors import UnknownNameError, ZsnbError
 
@@ -69,9 +70,7 @@ def score_sample(pred: torch.Tensor, sample: data.Sample, label: np.ndarray, dat
     pred_np = pred.cpu().numpy()
     n_pred = int(len(np.unique(pred_np)))
     if dataset.n_class is None:
-        objects, parts = metrics.segment_scores(pred_np, label), metrics.segment_scores(pred_np, sample.parts)
-        return {"miou_objects": objects["miou"], "miou_parts": parts["miou"], "ari_objects": objects["ari"],
-                "segments": n_pred}
+        return {**worldeval.scene_scores(pred_np, label, sample.parts), "segments": n_pred}
     if dataset.background is None:
         m = metrics.match_image(pred_np, label, dataset.n_class, ignore_index=data.IGNORE)
     else:
@@ -123,6 +122,7 @@ def weights_id(model: Backbone) -> str:
 def _check_config(out: Path, config: dict) -> None:
     """Write OUT/config.json, or refuse to resume into OUT with a different configuration."""
     path = out / "config.json"
+    config = json.loads(json.dumps(config))  # compare as stored: JSON turns tuples into lists
     if path.exists():
         old = json.loads(path.read_text())
         diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
@@ -149,9 +149,8 @@ def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indic
         sample = dataset[i]
         image, label = data.prepare(sample, image_size, label_size, shrink)
         if sample.parts is not None:  # world: parts need the same preparation as the objects
-            _, parts = data.prepare(data.Sample(sample.name, sample.image, sample.parts), image_size, label_size,
-                                    shrink)
-            sample = data.Sample(sample.name, sample.image, label, parts)
+            _, parts = data.prepare(dataclasses.replace(sample, label=sample.parts), image_size, label_size, shrink)
+            sample = dataclasses.replace(sample, parts=parts)
         start = time.perf_counter()
         pred = runner(backbone, image, **kwargs)
         record = {"index": i, "name": sample.name, "seconds": round(time.perf_counter() - start, 3),
@@ -165,12 +164,8 @@ def summarise(records: Sequence[dict], dataset: data.Dataset) -> dict[str, Any]:
     n = len(records)
     segments = float(np.mean([r["segments"] for r in records])) if n else float("nan")
     if dataset.n_class is None:
-        out: dict[str, Any] = {"n_images": n, "segments": segments}
-        for key in ("miou_objects", "miou_parts", "ari_objects"):
-            vals = np.array([r[key] for r in records], dtype=float)
-            out[key] = float(vals.mean())
-            out[f"{key}_se"] = float(vals.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-        return out
+        return {"n_images": n, "segments": segments,
+                **worldeval.mean_se(records, ("miou_objects", "miou_parts", "ari_objects"))}
     tp, fp, fn = (np.sum([r[k] for r in records], axis=0) for k in ("tp", "fp", "fn"))
     s = metrics.scores(tp, fp, fn, int(sum(r["n_labelled"] for r in records)))
     return {"n_images": n, "miou": 100 * s.miou, "acc": 100 * s.acc, "segments": segments,

@@ -41,16 +41,29 @@ def captures(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
         yield scenes, capture(backbone, scene_tensor(scenes), timesteps, **capture_kwargs)
 
 
+def scene_scores(pred: torch.Tensor | np.ndarray, objects: np.ndarray, parts: np.ndarray) -> dict[str, float]:
+    """(H, W) pred vs (H, W) objects and parts -> mIoU, acc, ARI, n_pred per level (keys like miou_objects)."""
+    return {f"{k}_{level}": v for level, gt in zip(LEVELS, (objects, parts), strict=True)
+            for k, v in segment_scores(pred, gt).items()}
+
+
+def mean_se(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    """Mean over rows of each key and its standard error (key_se; NaN for a single row)."""
+    out = {}
+    for key in keys:
+        vals = np.array([r[key] for r in rows], dtype=float)
+        out[key] = float(vals.mean())
+        out[f"{key}_se"] = float(vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+    return out
+
+
 def score(preds: Sequence[torch.Tensor | np.ndarray], scenes: Sequence[world.Scene]) -> dict[str, float]:
     """Mean and standard error over scenes of mIoU and ARI against both levels, and segment counts."""
-    rows = [{f"{k}_{level}": v for level in LEVELS for k, v in segment_scores(p, getattr(s, level)).items()}
-            for p, s in zip(preds, scenes, strict=True)]
-    out: dict[str, float] = {"n_scenes": len(rows)}
-    for key in ("miou_objects", "miou_parts", "ari_objects", "ari_parts", "n_pred_objects"):
-        vals = np.array([r[key] for r in rows], dtype=float)
-        name = "segments" if key == "n_pred_objects" else key
-        out[name] = float(vals.mean())
-        out[f"{name}_se"] = float(vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+    rows = [scene_scores(p, s.objects, s.parts) for p, s in zip(preds, scenes, strict=True)]
+    for r in rows:
+        r["segments"] = r["n_pred_objects"]
+    out: dict[str, float] = {"n_scenes": len(rows),
+                             **mean_se(rows, ("miou_objects", "miou_parts", "ari_objects", "ari_parts", "segments"))}
     out["gt_objects"] = float(np.mean([len(np.unique(s.objects)) for s in scenes]))
     out["gt_parts"] = float(np.mean([len(np.unique(s.parts)) for s in scenes]))
     return out

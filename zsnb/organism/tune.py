@@ -31,6 +31,11 @@ DIFFCUT_GRID = {
     "tau": [0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2],
     "alpha": [5.0, 10.0],
 }
+ADAPTIVE_GRID = {
+    "timesteps": (50, 100, 200, 300, 500, 700),
+    "fusion": ["random_walk", "reweight", "attention"],
+    "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3],
+}
 
 
 def tune_diffseg(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
@@ -80,13 +85,6 @@ def tune_diffcut(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
     return {**chosen, "noise": "seeded", "seed": 42, "refine": with_pamr["miou_objects"] > best["miou_objects"],
             "out_size": backbone.resolution}, results
 
-ADAPTIVE_GRID = {
-    "timesteps": (50, 100, 200, 300, 500, 700),
-    "fusion": ["random_walk", "reweight", "attention"],
-    "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3],
-}
-
-
 def tune_adaptive(backbone: Backbone, seeds: range, diffseg_defaults: dict, tap: str) -> tuple[dict, list[dict]]:
     """Best adaptive-t* (fusion, DiffSeg tau) by object mIoU on `seeds`, entropy criterion, fixed t grid."""
     ts, fused, scenes = ADAPTIVE_GRID["timesteps"], {f: [] for f in ADAPTIVE_GRID["fusion"]}, []
@@ -99,8 +97,8 @@ def tune_adaptive(backbone: Backbone, seeds: range, diffseg_defaults: dict, tap:
     results = []
     for fusion, kl in tqdm(list(itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"])),
                            desc="adaptive"):
-        preds = [hierarchy.group_diffseg(f, backbone.resolution, kl, diffseg_defaults["num_points"], 3)
-                 for f in fused[fusion]]
+        preds = [hierarchy.group_diffseg(f, backbone.resolution, kl, diffseg_defaults["num_points"],
+                                         diffseg_defaults["iterations"]) for f in fused[fusion]]
         results.append({"fusion": fusion, "kl_threshold": kl, **score(preds, scenes)})
     best = max(results, key=lambda r: r["miou_objects"])
     return {"timesteps": list(ts), "noise": "none", "grouping": "diffseg", "fusion": best["fusion"],
