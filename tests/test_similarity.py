@@ -135,3 +135,22 @@ def test_diffseg_figures_draw() -> None:
     similarity.plot_sweep(axes, [0.5, 1.0], {"m": [row, row]}, {"baseline": row}, tau=1.0)
     assert axes[0].get_xscale() == "log"
     plt.close("all")
+
+
+def test_explore_draws_once_then_redraws_when_a_control_moves() -> None:
+    """`viz.explore` shows the figure at the controls' values and redraws it (in place) on each change."""
+    import ipywidgets
+
+    from zsnb import viz
+
+    calls = []
+
+    def draw(x: float) -> plt.Figure:
+        calls.append(x)
+        return plt.figure()
+
+    slider = ipywidgets.FloatSlider(0.5)
+    box = viz.explore(draw, x=slider)
+    assert calls == [0.5] and list(box.children) == [slider] and not plt.get_fignums()
+    slider.value = 0.75
+    assert calls == [0.5, 0.75] and not plt.get_fignums()

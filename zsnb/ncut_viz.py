@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
 from zsnb import diffcut, viz
@@ -96,12 +97,12 @@ def show_fiedler(ax: Axes, vector: torch.Tensor, part: torch.Tensor, title: str 
 
 
 def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int],
-             out_size: int | None = None) -> Callable[..., None]:
-    """Features (h, w, C), image (3, H, W) -> update(tau, alpha): affinity row, leaves, labels, PAMR."""
+             out_size: int | None = None) -> Callable[..., Figure]:
+    """Features (h, w, C), image (3, H, W) -> update(tau, alpha) -> figure: affinity row, leaves, labels, PAMR."""
     h, w = features.shape[:2]
     size = out_size or image.shape[-1]
 
-    def update(tau: float = 0.5, alpha: float = 10.0) -> None:
+    def update(tau: float = 0.5, alpha: float = 10.0) -> Figure:
         row = diffcut.affinity(features, alpha)[query[0] * w + query[1]].reshape(h, w)
         leaves = diffcut.recursive_ncut(features, tau, alpha)
         coarse = diffcut.segment(features, tau=tau, alpha=alpha, out_size=size, refine=False)
@@ -111,7 +112,7 @@ def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int]
         viz.show_labels(axes[1], leaves, f"NCut leaves: {leaves.unique().numel()}")
         viz.show_labels(axes[2], coarse, "concept assignment", image=image)
         viz.show_labels(axes[3], fine, f"PAMR: {fine.unique().numel()} segments", image=image)
-        plt.show()
+        return fig
 
     return update
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from zsnb import diffseg, worldeval
@@ -245,12 +246,12 @@ def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any) -> N
 
 
 def show_diffseg(aggregated: Tensor, image: Any, kl_threshold: float = 1.1, num_points: int = 16,
-                 iterations: int = 3) -> None:
-    """New figure: the proposals after each iteration for these parameters (for ipywidgets.interact)."""
+                 iterations: int = 3) -> Figure:
+    """New figure: the proposals after each iteration for these parameters (for `viz.explore`)."""
     stages = diffseg.proposals(aggregated, kl_threshold, num_points, iterations)
     fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages), 2.6), squeeze=False)
     plot_stages(axes[0], stages, image)
-    plt.show()
+    return fig
 
 
 def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, Sequence[Mapping]],
@@ -281,10 +282,10 @@ def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, 
     axes[2].legend(fontsize=6)
 
 
-def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., None]:
-    """`show_diffseg` bound to one aggregate and image: f(kl_threshold, num_points, iterations)."""
+def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., Figure]:
+    """`show_diffseg` bound to one aggregate and image: f(kl_threshold, num_points, iterations) -> figure."""
 
-    def explore(kl_threshold: float = 1.1, num_points: int = 16, iterations: int = 3) -> None:
-        show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
+    def explore(kl_threshold: float = 1.1, num_points: int = 16, iterations: int = 3) -> Figure:
+        return show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
 
     return explore

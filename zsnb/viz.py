@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -92,17 +93,39 @@ def show_query_row(axes: Sequence[Axes], image: torch.Tensor, maps: dict[int, to
         show_map(ax, m, f"{side}x{side}", query=(query[0] * side, query[1] * side))
 
 
+def explore(draw: Callable[..., Figure], **controls: Any) -> Any:
+    """Show draw(**values of the ipywidgets `controls`) and redraw it in place whenever a control moves.
+
+    The figure is an ordinary output (kept by saved notebooks), updated through its display id. It is
+    never drawn inside an ipywidgets Output: headless execution (papermill, nbclient) of a cell that shows
+    a figure inside one hangs now and then (jupyter/nbclient#312; about 1 run in 10 measured here, none in 60 this way).
+    """
+    import ipywidgets as widgets
+    from IPython.display import DisplayHandle
+
+    def figure() -> Figure:
+        fig = draw(**{name: c.value for name, c in controls.items()})
+        plt.close(fig)  # shown through the display handle only, not again by the inline backend
+        return fig
+
+    handle = DisplayHandle()  # made here, not by display(): outside a kernel display() returns None
+    handle.display(figure())
+    for c in controls.values():
+        c.observe(lambda _change: handle.update(figure()), names="value")
+    return widgets.VBox(list(controls.values()))
+
+
 def query_explorer(cap, image: torch.Tensor, query: tuple[float, float] = (0.5, 0.5)):
-    """ipywidgets sliders for the query pixel and a timestep menu, redrawing `show_query_row` of `cap`."""
+    """Sliders for the query pixel and a timestep menu over `show_query_row` of `cap` (see `explore`)."""
     import ipywidgets as widgets
 
-    def draw(row: float, col: float, t: int) -> None:
+    def draw(row: float, col: float, t: int) -> Figure:
         maps = cap.query_maps(t, (row, col))
         fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2 * (len(maps) + 1), 2))
         show_query_row(axes, image, maps, (row, col), f"t={t}")
-        plt.show()
+        return fig
 
     step = 1 / image.shape[-1]
-    return widgets.interactive(draw, row=widgets.FloatSlider(query[0], min=0, max=1 - step, step=step),
-                               col=widgets.FloatSlider(query[1], min=0, max=1 - step, step=step),
-                               t=widgets.Dropdown(options=list(cap.timesteps)))
+    return explore(draw, row=widgets.FloatSlider(query[0], min=0, max=1 - step, step=step),
+                   col=widgets.FloatSlider(query[1], min=0, max=1 - step, step=step),
+                   t=widgets.Dropdown(options=list(cap.timesteps)))
