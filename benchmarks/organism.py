@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from zsnb import diffcut, diffseg, load_backbone, world
+from zsnb import diffcut, diffseg, load_backbone, similarity, world
 from zsnb.worldeval import captures, score
 
 SWEEP_T = (0, 25, 50, 100, 200, 300, 500, 700)
@@ -49,6 +49,18 @@ def diffcut_preds(backbone, seeds, params) -> tuple[list, list]:
     return preds, scenes
 
 
+def relation_densities(backbone, seeds, t, noise) -> dict[str, float]:
+    """Mean attention density per similarity.RELATIONS of DiffSeg's aggregated map over the scenes of `seeds`."""
+    rows = []
+    for batch, cap in captures(backbone, seeds, (t,), noise=noise, progress=False):
+        for i, s in enumerate(batch):
+            agg = diffseg.aggregate(cap.self_attention(t, i))
+            r = agg.shape[0]
+            rows.append(similarity.relation_density(agg.reshape(r * r, r * r), similarity.pool_labels(s.parts, r),
+                                                    similarity.pool_labels(s.objects, r)))
+    return {k: float(np.nanmean([row[k] for row in rows])) for k in similarity.RELATIONS}
+
+
 def kmeans_preds(scenes) -> list:
     """RGB k-means with K = the true number of objects (background included), seeded."""
     return [KMeans(len(np.unique(s.objects)), n_init=4, random_state=0).fit_predict(s.image.reshape(-1, 3))
@@ -72,10 +84,12 @@ def main() -> None:
     rows["DiffCut, random weights"] = score(diffcut_preds(control, seeds, dc)[0], scenes)
     rows["RGB k-means, K = true objects"] = score(kmeans_preds(scenes), scenes)
     rows["one segment"] = score([np.zeros_like(s.objects) for s in scenes], scenes)
+    relations = {name: relation_densities(bb, seeds, ds["timestep"], ds["noise"])
+                 for name, bb in (("trained", trained), ("random weights", control))}
     sweep = {noise: {t: score(diffseg_preds(trained, seeds, t, noise, ds)[0], scenes) for t in SWEEP_T}
              for noise in ("none", "seeded")}
     result = {"n_scenes": len(seeds), "seeds": f"world.EVAL_SEEDS[:{len(seeds)}]", "diffseg_defaults": ds,
-              "diffcut_defaults": dc, "methods": rows, "timestep_sweep": sweep,
+              "diffcut_defaults": dc, "methods": rows, "attention_relations": relations, "timestep_sweep": sweep,
               "wall_s": round(time.perf_counter() - start, 1), "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +98,11 @@ def main() -> None:
              "| method | mIoU objects | mIoU parts | ARI objects | segments |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {r['miou_objects']:.3f} ± {r['miou_objects_se']:.3f} | {r['miou_parts']:.3f} ± "
               f"{r['miou_parts_se']:.3f} | {r['ari_objects']:.3f} | {r['segments']:.1f} |" for name, r in rows.items()]
+    lines += ["", "Where an object pixel's attention goes (DiffSeg's aggregated map; density: mass over the pixels' "
+              "share of the map, 1 = uniform):", "", "| weights | " + " | ".join(similarity.RELATIONS) + " |",
+              "|---|" + "---|" * len(similarity.RELATIONS)]
+    lines += [f"| {name} | " + " | ".join(f"{d[k]:.2f}" for k in similarity.RELATIONS) + " |"
+              for name, d in relations.items()]
     lines += ["", f"DiffSeg timestep sweep (kl_threshold {ds['kl_threshold']}, {ds['num_points']}² anchors):", "",
               "| input | t | mIoU objects | mIoU parts | segments |", "|---|---|---|---|---|"]
     inputs = {"none": "clean, t-embedding", "seeded": "seeded noise"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from zsnb.organism import WEIGHTS_DIR, sample, train
@@ -31,6 +32,14 @@ def test_training_steps_run_and_resume(tmp_path):
     assert all(torch.isfinite(torch.tensor(record["losses"])))
     resumed = train.train(tmp_path, steps=3, **kwargs)
     assert resumed["step"] == 3 and resumed["losses"][:2] == record["losses"]
+
+
+def test_bf16_training_steps_run_and_bad_precision_is_named(tmp_path):
+    kwargs = {"batch": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "grad_clip": 1.0, "seed": 0}
+    record = train.train(tmp_path / "bf16", steps=1, precision="bf16", **kwargs)
+    assert record["step"] == 1 and torch.isfinite(torch.tensor(record["losses"])).all()
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        train.train(tmp_path / "bad", steps=1, precision="fp16", **kwargs)
 
 
 def test_sampling_shapes(organism):

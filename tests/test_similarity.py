@@ -154,3 +154,17 @@ def test_explore_draws_once_then_redraws_when_a_control_moves() -> None:
     assert calls == [0.5] and list(box.children) == [slider] and not plt.get_fignums()
     slider.value = 0.75
     assert calls == [0.5, 0.75] and not plt.get_fignums()
+
+
+def test_relation_density_separates_part_object_and_background() -> None:
+    parts = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [0, 0, 0, 0]])
+    objects = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 0, 0]])
+    uniform = similarity.relation_density(torch.full((16, 16), 1 / 16), parts, objects)
+    assert all(abs(v - 1) < 1e-6 for v in uniform.values())
+    same_object = (objects.flatten()[:, None] == objects.flatten()[None, :]).float()  # object-wide maps
+    d = similarity.relation_density(same_object, parts, objects)
+    assert d["own part"] == pytest.approx(d["other parts of own object"]) == 16 / 6  # half the mass on 3 of 16
+    assert d["other objects"] == 0
+    assert d["background"] == 0
+    with pytest.raises(ValueError, match="Q, Q"):
+        similarity.relation_density(torch.eye(9), parts, objects)
