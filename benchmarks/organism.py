@@ -24,15 +24,19 @@ from zsnb.worldeval import captures, score
 SWEEP_T = (0, 25, 50, 100, 200, 300, 500, 700)
 
 
-def diffseg_preds(backbone, seeds, t, noise, params) -> tuple[list, list]:
-    """DiffSeg labels for every scene of `seeds` at (t, noise) with the given merge parameters."""
-    preds, scenes = [], []
+def aggregates(backbone, seeds, t, noise) -> tuple[list, list]:
+    """DiffSeg's aggregated (R, R, R, R) maps at (t, noise) for every scene of `seeds`, and the scenes."""
+    aggs, scenes = [], []
     for batch, cap in captures(backbone, seeds, (t,), noise=noise, progress=False):
-        preds += [diffseg.segment(diffseg.aggregate(cap.self_attention(t, i)), kl_threshold=params["kl_threshold"],
-                                  num_points=params["num_points"], iterations=params["iterations"],
-                                  out_size=backbone.resolution) for i in range(len(batch))]
+        aggs += [diffseg.aggregate(cap.self_attention(t, i)) for i in range(len(batch))]
         scenes += batch
-    return preds, scenes
+    return aggs, scenes
+
+
+def diffseg_preds(aggs, params, size) -> list:
+    """DiffSeg labels (size, size) from aggregated maps with the given merge parameters."""
+    return [diffseg.segment(a, kl_threshold=params["kl_threshold"], num_points=params["num_points"],
+                            iterations=params["iterations"], out_size=size) for a in aggs]
 
 
 def diffcut_preds(backbone, seeds, params) -> tuple[list, list]:
@@ -49,15 +53,13 @@ def diffcut_preds(backbone, seeds, params) -> tuple[list, list]:
     return preds, scenes
 
 
-def relation_densities(backbone, seeds, t, noise) -> dict[str, float]:
-    """Mean attention density per similarity.RELATIONS of DiffSeg's aggregated map over the scenes of `seeds`."""
+def relation_densities(aggs, scenes) -> dict[str, float]:
+    """Mean attention density per similarity.RELATIONS of aggregated maps over their scenes."""
     rows = []
-    for batch, cap in captures(backbone, seeds, (t,), noise=noise, progress=False):
-        for i, s in enumerate(batch):
-            agg = diffseg.aggregate(cap.self_attention(t, i))
-            r = agg.shape[0]
-            rows.append(similarity.relation_density(agg.reshape(r * r, r * r), similarity.pool_labels(s.parts, r),
-                                                    similarity.pool_labels(s.objects, r)))
+    for agg, s in zip(aggs, scenes, strict=True):
+        r = agg.shape[0]
+        rows.append(similarity.relation_density(agg.reshape(r * r, r * r), similarity.pool_labels(s.parts, r),
+                                                similarity.pool_labels(s.objects, r)))
     return {k: float(np.nanmean([row[k] for row in rows])) for k in similarity.RELATIONS}
 
 
@@ -77,17 +79,18 @@ def main() -> None:
     ds, dc = trained.defaults["diffseg"], trained.defaults["diffcut"]
     start = time.perf_counter()
     rows = {}
-    preds, scenes = diffseg_preds(trained, seeds, ds["timestep"], ds["noise"], ds)
-    rows["DiffSeg, trained"] = score(preds, scenes)
-    rows["DiffSeg, random weights"] = score(diffseg_preds(control, seeds, ds["timestep"], ds["noise"], ds)[0], scenes)
+    at_default = {name: aggregates(bb, seeds, ds["timestep"], ds["noise"])
+                  for name, bb in (("trained", trained), ("random weights", control))}
+    scenes = at_default["trained"][1]
+    for name, (aggs, _) in at_default.items():
+        rows[f"DiffSeg, {name}"] = score(diffseg_preds(aggs, ds, trained.resolution), scenes)
     rows["DiffCut, trained"] = score(diffcut_preds(trained, seeds, dc)[0], scenes)
     rows["DiffCut, random weights"] = score(diffcut_preds(control, seeds, dc)[0], scenes)
     rows["RGB k-means, K = true objects"] = score(kmeans_preds(scenes), scenes)
     rows["one segment"] = score([np.zeros_like(s.objects) for s in scenes], scenes)
-    relations = {name: relation_densities(bb, seeds, ds["timestep"], ds["noise"])
-                 for name, bb in (("trained", trained), ("random weights", control))}
-    sweep = {noise: {t: score(diffseg_preds(trained, seeds, t, noise, ds)[0], scenes) for t in SWEEP_T}
-             for noise in ("none", "seeded")}
+    relations = {name: relation_densities(*run) for name, run in at_default.items()}
+    sweep = {noise: {t: score(diffseg_preds(aggregates(trained, seeds, t, noise)[0], ds, trained.resolution), scenes)
+                     for t in SWEEP_T} for noise in ("none", "seeded")}
     result = {"n_scenes": len(seeds), "seeds": f"world.EVAL_SEEDS[:{len(seeds)}]", "diffseg_defaults": ds,
               "diffcut_defaults": dc, "methods": rows, "attention_relations": relations, "timestep_sweep": sweep,
               "wall_s": round(time.perf_counter() - start, 1), "torch": torch.__version__,

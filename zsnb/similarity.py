@@ -98,25 +98,17 @@ def relation_density(attn: Tensor, parts: Tensor, objects: Tensor) -> dict[str, 
     (1 = a uniform map; > 1 = attended more than chance), averaged over the object pixels that have such pixels.
     Whether attention binds parts into objects shows as "other parts of own object" standing above "other objects".
     """
-    p_flat, o_flat = parts.flatten(), objects.flatten()
-    q = o_flat.numel()
-    if attn.shape != (q, q) or p_flat.numel() != q:
-        raise ValueError(f"attn {tuple(attn.shape)} must be (Q, Q) with Q = parts.numel() = objects.numel() = {q}.")
-    attn = attn.float() / attn.float().sum(1, keepdim=True)
-    _, pi = p_flat.unique(return_inverse=True)
-    _, oi = o_flat.unique(return_inverse=True)
-    ph, oh = F.one_hot(pi).float(), F.one_hot(oi).float()  # (Q, parts), (Q, objects)
-    own_p = (attn @ ph).gather(1, pi[:, None])[:, 0]
-    own_o = (attn @ oh).gather(1, oi[:, None])[:, 0]
-    bg = o_flat == 0
-    mass_bg = attn[:, bg].sum(1)
-    area_p, area_o, area_bg = ph.sum(0)[pi], oh.sum(0)[oi], bg.sum().float()
-    terms = {RELATIONS[0]: (own_p, area_p), RELATIONS[1]: (own_o - own_p, area_o - area_p),
-             RELATIONS[2]: (1 - own_o - mass_bg, q - area_o - area_bg), RELATIONS[3]: (mass_bg, area_bg.expand(q))}
+    mass_p, share_p = own_mass(attn, parts)
+    mass_o, share_o = own_mass(attn, objects)
+    bg = objects.flatten() == 0
+    mass_bg = attn[:, bg].sum(1) / attn.sum(1)
+    share_bg = bg.float().mean().expand_as(share_o)
+    terms = {RELATIONS[0]: (mass_p, share_p), RELATIONS[1]: (mass_o - mass_p, share_o - share_p),
+             RELATIONS[2]: (1 - mass_o - mass_bg, 1 - share_o - share_bg), RELATIONS[3]: (mass_bg, share_bg)}
     out = {}
-    for name, (mass, area) in terms.items():
-        keep = ~bg & (area > 0)
-        out[name] = float((mass[keep] / area[keep] * q).mean()) if keep.any() else float("nan")
+    for name, (mass, share) in terms.items():
+        keep = ~bg & (share > 0.5 / len(bg))  # shares are multiples of 1/Q: below half of one is rounding
+        out[name] = float((mass[keep] / share[keep]).mean()) if keep.any() else float("nan")
     return out
 
 

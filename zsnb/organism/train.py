@@ -43,7 +43,7 @@ DEFAULTS = {
     # bf16 on CPUs without AVX512-BF16/AMX is slower). The shipped weights were trained in fp32.
     "precision": "fp32",
 }
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 def training_batch(step: int, batch: int, seed: int) -> torch.Tensor:
@@ -57,7 +57,7 @@ def train(out: Path, steps: int, batch: int, lr: float, warmup: int, ema: float,
           seed: int, precision: str = "fp32", checkpoint_every: int = 200) -> dict:
     """Train (or resume) into `out`; returns the training record (config, losses, wall time)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; use one of {sorted(PRECISIONS)}.")
+        raise ValueError(f"precision={precision!r}; use one of {list(PRECISIONS)}.")
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     unet = build_unet(seed)
@@ -77,7 +77,6 @@ def train(out: Path, steps: int, batch: int, lr: float, warmup: int, ema: float,
     else:
         torch.manual_seed(seed)
     cond = null_conditioning(batch)
-    amp = PRECISIONS[precision]  # weights, optimiser and EMA stay fp32 either way
     unet.train()
     bar = tqdm(range(record["step"], steps), initial=record["step"], total=steps, desc="organism")
     t0 = time.perf_counter() - record["wall_s"]
@@ -85,7 +84,8 @@ def train(out: Path, steps: int, batch: int, lr: float, warmup: int, ema: float,
         x0 = training_batch(step, batch, seed)
         noise = torch.randn_like(x0)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,))
-        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+        # Only the forward runs in bf16: weights, optimiser and EMA stay fp32 either way.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             pred = unet(noise_scheduler.add_noise(x0, noise, t), t, cond).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
         opt.zero_grad(set_to_none=True)
