@@ -60,7 +60,7 @@ def test_contextual_similarity_on_organism(capture, fusion):
     m = hierarchy.contextual_similarity(capture, 50, 1, fusion)
     side = 16  # the organism's highest self-attention side
     assert m.shape == (side * side, side * side)
-    torch.testing.assert_close(m.sum(1), torch.ones(side * side), atol=1e-4, rtol=0)
+    torch.testing.assert_close(m.sum(1), torch.ones(side * side, dtype=torch.float64), atol=1e-4, rtol=0)
     assert (m >= 0).all()
 
 

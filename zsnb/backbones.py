@@ -138,13 +138,15 @@ def attention_layers(unet: UNet2DConditionModel, latent_res: int, kind: str = "s
 
 
 def _place(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move a model to device, and cast only when its dtype differs (diffusers warns on every dtype cast)."""
+    """Move a model to device, and cast only when its dtype differs."""
     model = model.to(device)
-    return model if next(model.parameters()).dtype == dtype else model.to(dtype)
+    # torch's own cast: diffusers' `to` warns on every dtype change, even with no module to keep in float32
+    return model if next(model.parameters()).dtype == dtype else torch.nn.Module.to(model, dtype=dtype)
 
 
-def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
-    """Validate the device and pick a dtype (float32 on CPU, float16 on GPU unless given)."""
+def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None,
+                        cpu_dtype: torch.dtype = torch.float32) -> tuple[torch.device, torch.dtype]:
+    """Validate the device and pick a dtype (cpu_dtype on CPU, float16 on GPU unless given)."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -155,9 +157,10 @@ def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None) -
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ZsnbError(f"device={device!r} but MPS is not available here; use device='cpu'.")
     if dtype is None:
-        dtype = torch.float32 if dev.type == "cpu" else torch.float16
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ZsnbError(f"dtype={dtype} is not supported; use torch.float32, torch.float16 or torch.bfloat16.")
+        dtype = cpu_dtype if dev.type == "cpu" else torch.float16
+    if dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        raise ZsnbError(f"dtype={dtype} is not supported; use torch.float32, torch.float16 or torch.bfloat16 "
+                        "(or torch.float64 on the CPU).")
     if dev.type == "cpu" and dtype == torch.float16:
         raise ZsnbError("dtype=torch.float16 on the CPU is slow and unsupported by some ops; use torch.float32 "
                         "(or torch.bfloat16) on the CPU, float16 on a GPU.")
@@ -284,7 +287,9 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
     """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline."""
     if weights not in ("pretrained", "random"):
         raise ZsnbError(f"weights={weights!r}; use 'pretrained' (real weights) or 'random' (untrained control).")
-    dev, dtype = _check_device_dtype(device, dtype)
+    # The organism is small enough to run in float64 on a CPU, where its results are then the same on every CPU.
+    organism_cpu = torch.float64 if name_or_path == "organism" else torch.float32
+    dev, dtype = _check_device_dtype(device, dtype, organism_cpu)
     if name_or_path == "organism":
         return _load_organism(dev, dtype, weights, seed)
     if name_or_path in SPECS:

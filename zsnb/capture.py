@@ -107,7 +107,8 @@ class CaptureProcessor:
         if mask is not None:
             mask = mask.view(b, heads, -1, k_len)  # (B, heads, 1 or Q, K)
         record = self.layer in self.store.map_layers
-        prob_sum = torch.empty(b, q_len, k_len, dtype=torch.float32, device=q.device) if record else None
+        acc = torch.promote_types(q.dtype, torch.float32)  # sums in float32, or float64 for a float64 UNet
+        prob_sum = torch.empty(b, q_len, k_len, dtype=acc, device=q.device) if record else None
         out = torch.empty_like(q)
         block = self.block or max(1, BLOCK_BYTES // (b * heads * k_len * 4))
         for i in range(0, q_len, block):
@@ -118,7 +119,7 @@ class CaptureProcessor:
             probs = scores.softmax(-1).to(v.dtype)
             out[:, :, rows] = probs @ v
             if record:
-                torch.sum(probs, 1, dtype=torch.float32, out=prob_sum[:, rows])
+                torch.sum(probs, 1, dtype=acc, out=prob_sum[:, rows])
         out = out.transpose(1, 2).flatten(2)  # (B, Q, heads * d)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
@@ -127,7 +128,7 @@ class CaptureProcessor:
         if record:
             self.store.maps[self.layer] = prob_sum.div_(heads)
         if self.layer in self.store.tap_layers:
-            self.store.outputs[self.layer] = out.float()
+            self.store.outputs[self.layer] = out.to(acc)
         self.store.done(self.layer)
         return out
 
@@ -275,7 +276,8 @@ def capture(backbone: Backbone, image: ImageLike | Sequence[ImageLike], timestep
     t = torch.tensor(ts, device=backbone.device).repeat_interleave(n)
     if noise == "seeded":
         gen = torch.Generator("cpu").manual_seed(seed)
-        eps = torch.randn(latents.shape[1:], generator=gen).to(backbone.device, backbone.dtype)
+        # drawn in float64: float32 randn takes a vectorised path whose values differ between CPUs
+        eps = torch.randn(latents.shape[1:], generator=gen, dtype=torch.float64).to(backbone.device, backbone.dtype)
         x = backbone.scheduler.add_noise(x, eps.expand_as(x), t).to(backbone.dtype)
     cond = backbone.encode_prompt(prompt).expand(x.shape[0])
     with attention_processors(unet, procs):

@@ -56,6 +56,7 @@ from threadpoolctl import threadpool_limits  # installed with scikit-learn
 from torch import Tensor
 
 from zsnb.pamr import pamr
+from zsnb.precision import as_real, real_dtype
 
 N_THRESHOLDS: int = 100  # official: candidate split points along the eigenvector
 THRESHOLD_MARGIN: float = 0.99  # official: candidates span [0.99 min, 0.99 max]
@@ -111,7 +112,7 @@ def affinity(features: Tensor, alpha: float = 10.0) -> Tensor:
     """(h, w, C) or (N, C) features -> (N, N) float64 in [0, 1]: min-max normalised cosine ** alpha."""
     _check_positive(alpha=alpha)
     flat = _check_features(features)
-    unit = F.normalize(flat.to(torch.promote_types(flat.dtype, torch.float32)), dim=1)
+    unit = F.normalize(as_real(flat), dim=1)
     cos = (unit @ unit.T).double()  # (N, N); float32 product, float64 from here so ** alpha cannot underflow
     lo, hi = cos.min(), cos.max()
     if hi - lo <= COSINE_ATOL:  # all tokens alike: no structure to cut, so one fully connected segment
@@ -253,7 +254,7 @@ def assign_concepts(labels: Tensor, features: Tensor, out_size: int | tuple[int,
         got = getattr(labels, "shape", type(labels).__name__)
         raise ValueError(f"labels must be an integer (h, w) tensor matching features "
                          f"{tuple(features.shape[:2])}; got {got}.")
-    unit = F.normalize(features.float(), dim=-1)  # (h, w, C)
+    unit = F.normalize(as_real(features), dim=-1)  # (h, w, C)
     ids, inverse = labels.flatten().unique(return_inverse=True)  # (k,), (h*w,)
     sums = unit.new_zeros(len(ids), unit.shape[-1]).index_add_(0, inverse, unit.flatten(0, 1))  # (k, C)
     concepts = sums / torch.bincount(inverse, minlength=len(ids))[:, None]  # (k, C) mean, not re-normalised
@@ -281,7 +282,7 @@ def segment(features: Tensor, image: Tensor | None = None, tau: float = 0.5, alp
     labels = assign_concepts(recursive_ncut(features, tau, alpha, min_size, max_depth), features, size)
     if not refine:
         return labels
-    small = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+    small = F.interpolate(image[None].to(real_dtype(features)), size=size, mode="bilinear", align_corners=False)[0]
     return pamr(small, labels.to(small.device), pamr_iterations, tuple(pamr_dilations))
 
 

@@ -16,8 +16,8 @@ linspace(1, 61, 16) on the 64 grid, 3 iterations, tau = 1.1 (COCO-Stuff-27; 0.9 
 demo), K-means refinement off in benchmarks (on in the demo), x8 bilinear upsampling to 512, argmax.
 
 Deliberate deviations (labels are otherwise those of the official algorithm):
-- float32 throughout (official: float64 aggregate, float16 KL in iteration 0); the tests check that a
-  float64 reference gives identical labels.
+- float32 throughout, float64 for float64 maps (the organism: same labels on every CPU) (official: float64
+  aggregate, float16 KL in iteration 0); the tests check that a float64 reference gives identical labels.
 - KL uses two matrix products plus entropy terms instead of a broadcast; logs are taken of values
   clamped at the smallest normal float32, so zeros give a large finite divergence (official: NaN, which
   never compares below tau).
@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from zsnb.precision import as_real, real_dtype
 
 # Floor for log(): the smallest normal float32. Values above it are untouched; zeros get a finite log.
 LOG_FLOOR: float = torch.finfo(torch.float32).tiny
@@ -69,15 +71,15 @@ def _side(n: int, name: str) -> int:
     return r
 
 
-def _interp_matrix(r: int, size: int) -> Tensor:
+def _interp_matrix(r: int, size: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """(size, r) matrix of 1-D linear interpolation, half-pixel centres like tf.image.resize."""
-    eye = torch.eye(r, dtype=torch.float32)[:, None, :]  # (r, 1, r): one impulse per source pixel
+    eye = torch.eye(r, dtype=dtype)[:, None, :]  # (r, 1, r): one impulse per source pixel
     return F.interpolate(eye, size=size, mode="linear", align_corners=False)[:, 0, :].T
 
 
 def aggregate(maps: Mapping[str, Tensor], out_res: int | None = None,
               weights: Mapping[int, float] | None = None) -> Tensor:
-    """{layer: (r*r, r*r) row-stochastic} -> (R, R, R, R) float32: [query y, query x, key y, key x].
+    """{layer: (r*r, r*r) row-stochastic} -> (R, R, R, R) float32 (float64 if the maps are): [qy, qx, ky, kx].
 
     Layers of one resolution are averaged; each key map is bilinearly resized to R x R and renormalised;
     query axes are tiled to R x R by nearest repeat; resolutions are summed with weight proportional to
@@ -102,12 +104,13 @@ def aggregate(maps: Mapping[str, Tensor], out_res: int | None = None,
     if missing or not all(w >= 0 and math.isfinite(w) for w in weights.values()) or not total > 0:
         raise ValueError(f"weights={dict(weights)}: give a finite non-negative weight, not all zero, for "
                          f"every resolution present {sorted(by_res)} (missing {sorted(missing)}).")
-    out = torch.zeros(R, R, R * R, dtype=torch.float32)
+    dtype = real_dtype(next(iter(maps.values())))
+    out = torch.zeros(R, R, R * R, dtype=dtype)
     for r, layers in by_res.items():
-        keys = [m.to(torch.float32).reshape(r * r, r * r) for m, _ in layers]  # (Q, r*r) per layer
+        keys = [m.to(dtype).reshape(r * r, r * r) for m, _ in layers]  # (Q, r*r) per layer
         mass = sum(s for _, s in layers)  # (Q,) row sums of the summed layers, from the check
         if r != R:  # bilinear resizing is linear: resize the sum once, as two interpolation-matrix products
-            u = _interp_matrix(r, R)  # (R, r)
+            u = _interp_matrix(r, R, dtype)  # (R, r)
             keys = [(u @ (sum(keys[1:], keys[0]).view(r * r, r, r) @ u.T)).reshape(r * r, R * R)]
             mass = keys[0].sum(1)  # resizing changes each map's mass
         # Averaging then renormalising equals summing then renormalising: scale by the summed mass.
@@ -201,7 +204,7 @@ def proposals(aggregated: Tensor, kl_threshold: float | Sequence[float] = 1.1, n
     R = aggregated.shape[0]
     taus = _thresholds(kl_threshold, iterations)
     grid = anchor_grid(R, num_points)
-    flat = aggregated.reshape(R * R, R * R).to(torch.promote_types(aggregated.dtype, torch.float32))
+    flat = as_real(aggregated.reshape(R * R, R * R))
     _check_distributions(flat, "aggregated")
     props = merge_anchors(flat, grid[:, 0] * R + grid[:, 1], taus[0])
     stages = [props]
@@ -228,7 +231,7 @@ def assign(props: Tensor, out_size: int) -> Tensor:
     """(k, R, R) proposals -> (out_size, out_size) long labels 0..k'-1: bilinear upsample, argmax, compact."""
     if out_size < 1:
         raise ValueError(f"out_size={out_size} must be a positive integer.")
-    up = F.interpolate(props[None].float(), size=(out_size, out_size), mode="bilinear", align_corners=False)
+    up = F.interpolate(as_real(props[None]), size=(out_size, out_size), mode="bilinear", align_corners=False)
     winner = up[0].max(0).indices  # ties go to the first proposal, as tf.argmax; faster than argmax(0)
     used = torch.zeros(len(props), dtype=torch.long).index_fill_(0, winner.flatten(), 1)
     return (used.cumsum(0) - 1)[winner]  # compact: proposals that win no pixel leave no gap
@@ -303,7 +306,7 @@ def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
     t = params["timestep"]
     cap = capture(backbone, x, timesteps=(t,), noise=params["noise"], seed=params["seed"], prompt="",
                   attention="self")
-    maps = {k: v.float().cpu() for k, v in cap.self_attention(t).items()}  # aggregate works on the CPU
+    maps = {k: as_real(v).cpu() for k, v in cap.self_attention(t).items()}  # aggregate works on the CPU
     return segment(aggregate(maps), kl_threshold=params["kl_threshold"],
                    num_points=params["num_points"], iterations=params["iterations"],
                    refine=params["refine"], out_size=int(size))

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from zsnb import diffcut, diffseg, metrics, world, worldeval
 from zsnb.diffseg import LOG_FLOOR
+from zsnb.precision import as_real
 
 FUSIONS: tuple[str, ...] = ("reweight", "random_walk", "attention", "features")
 CRITERIA: tuple[str, ...] = ("entropy", "agreement")
@@ -54,7 +55,7 @@ def feature_kernel(features: Tensor, res: int, temperature: float = DEFAULT_TEMP
         raise ValueError(f"temperature={temperature!r} must be a finite positive number (e.g. 0.1).")
     if features.ndim != 3:
         raise ValueError(f"features has shape {tuple(features.shape)}; pass (h, w, C).")
-    x = features.float().permute(2, 0, 1)[None]  # (1, C, h, w)
+    x = as_real(features).permute(2, 0, 1)[None]  # (1, C, h, w)
     x = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False)[0]  # (C, res, res)
     unit = F.normalize(x.flatten(1).T, dim=1)  # (res*res, C)
     return (unit @ unit.T / temperature).softmax(dim=1)
@@ -89,7 +90,7 @@ def contextual_similarity(capture: Any, t: int, index: int = 0, fusion: str = "r
     R = out_res, default the highest self-attention side; attention is DiffSeg's aggregate (weights ∝ side).
     """
     _choice(fusion, FUSIONS, "fusion")
-    maps = {k: v.float().cpu() for k, v in capture.self_attention(t, index).items()}
+    maps = {k: as_real(v).cpu() for k, v in capture.self_attention(t, index).items()}
     attention = diffseg.aggregate(maps, out_res)  # (R, R, R, R)
     R = attention.shape[0]
     attention = attention.reshape(R * R, R * R)
@@ -130,7 +131,7 @@ def _stack(maps_by_t: Mapping[int, Tensor] | Sequence[Tensor]) -> Tensor:
         maps_by_t = list(maps_by_t.values())
     if len(maps_by_t) == 0 or len({tuple(m.shape) for m in maps_by_t}) != 1 or maps_by_t[0].ndim != 2:
         raise ValueError("maps_by_t must hold at least one map, all of the same shape (R*R, R*R).")
-    return torch.stack([m.float() for m in maps_by_t])
+    return torch.stack([as_real(m) for m in maps_by_t])
 
 
 def criterion_scores(maps_by_t: Mapping[int, Tensor] | Sequence[Tensor], criterion: str = "entropy") -> Tensor:
@@ -196,7 +197,7 @@ def group(fused: Tensor, method: str, out_size: int, params: Mapping[str, Any]) 
 
 def layer_entropy(capture: Any, t: int, index: int = 0) -> dict[str, float]:
     """{self-attention layer: mean row entropy / log(keys)} in [0, 1] (1 = uniform attention)."""
-    return {k: float(entropy(m.float()).mean() / math.log(m.shape[-1]))
+    return {k: float(entropy(as_real(m)).mean() / math.log(m.shape[-1]))
             for k, m in capture.self_attention(t, index).items()}
 
 

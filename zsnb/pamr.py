@@ -19,6 +19,8 @@ import scipy.ndimage
 import torch
 from torch import Tensor
 
+from zsnb.precision import as_real
+
 STD_EPS: float = 1e-8  # official: keeps flat regions (std 0) finite
 STD_SCALE: float = 0.1  # official: colour differences are measured in tenths of the local std
 MEDIAN_SIZE: int = 3  # official: 3 x 3 median filter after the argmax
@@ -67,9 +69,9 @@ def pamr(image: Tensor, labels: Tensor, iterations: int = 10,
     """Image (3, H, W) in [0, 1], labels (H, W) long -> (H, W) long: PAMR, argmax, 3 x 3 median."""
     dilations = tuple(dilations)
     _check(image, labels, iterations, dilations)
-    image = image.float()
+    image = as_real(image)
     ids, inverse = labels.unique(return_inverse=True)  # sorted ids: the median of indices maps to that of ids
-    masks = torch.nn.functional.one_hot(inverse, len(ids)).permute(2, 0, 1).float()  # (K, H, W)
+    masks = torch.nn.functional.one_hot(inverse, len(ids)).permute(2, 0, 1).to(image.dtype)  # (K, H, W)
     weights = pamr_weights(image, dilations)  # (P, H, W)
     for _ in range(iterations):
         taps = [tap for d in dilations for tap in _taps(masks, d, centre=False)]  # P x (K, H, W)

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from zsnb import diffseg, worldeval
+from zsnb.precision import as_real
 
 AGGREGATE = "aggregate"  # view name of DiffSeg's multi-resolution aggregate
 
@@ -54,13 +55,13 @@ def by_resolution(maps: Mapping[str, Tensor]) -> dict[int, Tensor]:
     """{layer: (Q, Q)} -> {r: (Q, Q) mean of the layers with Q = r * r}, largest r first."""
     groups: dict[int, list[Tensor]] = {}
     for m in maps.values():
-        groups.setdefault(math.isqrt(m.shape[0]), []).append(m.float())
+        groups.setdefault(math.isqrt(m.shape[0]), []).append(as_real(m))
     return {r: torch.stack(groups[r]).mean(0) for r in sorted(groups, reverse=True)}
 
 
 def views(maps: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """{layer: (Q, Q)} -> the layers, per-resolution means ("16x16", ...) and DiffSeg's aggregate, on CPU."""
-    maps = {k: v.detach().float().cpu() for k, v in maps.items()}
+    maps = {k: as_real(v.detach()).cpu() for k, v in maps.items()}
     agg = diffseg.aggregate(maps)  # (R, R, R, R)
     side = agg.shape[0]
     return {**maps, **{f"{r}x{r}": m for r, m in by_resolution(maps).items()},
@@ -139,7 +140,7 @@ def sample_pairs(labels: Tensor, n: int, generator: torch.Generator) -> tuple[Te
 
 def pair_kl(attn: Tensor, pairs: Tensor) -> Tensor:
     """(Q, Q) maps, (n, 2) pixel pairs -> (n,) KL(p||q)/2 + KL(q||p)/2, logs floored as in diffseg."""
-    p, q = attn[pairs[:, 0]].float(), attn[pairs[:, 1]].float()
+    p, q = as_real(attn[pairs[:, 0]]), as_real(attn[pairs[:, 1]])
     log_p, log_q = p.clamp_min(diffseg.LOG_FLOOR).log(), q.clamp_min(diffseg.LOG_FLOOR).log()
     return 0.5 * ((p - q) * (log_p - log_q)).sum(1)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,23 +31,45 @@ def use_style() -> None:
     plt.rcParams.update(STYLE)
 
 
-def figures_dir() -> Path:
-    """The repository's figures/ folder (found from the working directory), created if needed."""
+FIGURES_ENV = "ZSNB_FIGURES"  # set by `make test`, so re-executing the notebooks leaves figures/ untouched
+JSON_DIGITS = 6  # significant digits kept in saved JSON: the last float digits vary between CPUs and BLAS builds
+
+
+def repo_root() -> Path:
+    """The repository holding the working directory (the folder with pyproject.toml), else the directory."""
     here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").exists():
-            out = folder / "figures"
-            out.mkdir(exist_ok=True)
-            return out
-    out = here / "figures"
-    out.mkdir(exist_ok=True)
+    return next((f for f in (here, *here.parents) if (f / "pyproject.toml").exists()), here)
+
+
+def figures_dir() -> Path:
+    """Where figures go: $ZSNB_FIGURES if set, else the repository's figures/ folder; created if needed."""
+    out = Path(os.environ.get(FIGURES_ENV) or repo_root() / "figures")
+    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def save(fig: Figure, name: str) -> Path:
-    """Save `fig` as figures/<name>.png and return the path."""
+    """Save `fig` as <figures>/<name>.png and return the path."""
     path = figures_dir() / f"{name}.png"
-    fig.savefig(path, bbox_inches="tight")
+    fig.savefig(path, bbox_inches="tight", metadata={"Software": None})  # no version stamp: same bytes anywhere
+    return path
+
+
+def _rounded(x: Any) -> Any:
+    """x with every float (or numpy/torch scalar) rounded to JSON_DIGITS significant digits, recursively."""
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_rounded(v) for v in x]
+    if isinstance(x, np.generic | torch.Tensor):
+        x = x.item()
+    return float(f"{x:.{JSON_DIGITS}g}") if isinstance(x, float) else x
+
+
+def save_json(record: dict, name: str) -> Path:
+    """Write `record` as <figures>/<name>.json, floats rounded to JSON_DIGITS digits; returns the path."""
+    path = figures_dir() / f"{name}.json"
+    path.write_text(json.dumps(_rounded(record), indent=1) + "\n")
     return path
 
 
