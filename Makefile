@@ -1,5 +1,6 @@
-# Two entry points (README): `make reproduce` runs every notebook, `make test` runs the checks.
-# Both create .venv on first use and install the pinned dependencies (requirements.lock) into it.
+# Entry points (README): `make lab` opens the notebooks in JupyterLab, `make reproduce` runs every notebook,
+# `make test` runs the checks. Each creates .venv on first use and installs the pinned dependencies
+# (requirements.lock) into it.
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ DEVICE ?= cpu
 DATA ?=
 PARAMS := -p backbone $(BACKBONE) -p device $(DEVICE) $(if $(DATA),-p data_root $(DATA))
 
-.PHONY: install reproduce test lint
+.PHONY: install lab reproduce test lint
 
 install: $(STAMP)
 
@@ -21,6 +22,9 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
 
 reproduce: $(STAMP)
 	mkdir -p runs figures

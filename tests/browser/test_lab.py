@@ -27,17 +27,17 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 SHOTS = ROOT / "runs" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Flags found to work on a container without a display or GPU; without the background-networking ones,
-# Chromium's own update/sync traffic makes page connections fail now and then.
+# Flags that work in a container without a display or GPU; without the background-networking ones, connections
+# were refused again and again on the project's machines.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1400,1000")
 # Settings a reader would not want in a test run: no news or update checks (network), no autosave (copies anyway),
-# every cell attached to the page so that the outputs can be counted, and kernels shut down with their notebook.
+# and every cell attached to the page so that the outputs can be counted.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "kernelShutdown": True},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
 }
 TIMEOUT_S = 120  # every wait; 2 shared cores start a kernel and draw a figure in seconds, a cold Lab page in ~10
 
@@ -99,8 +99,9 @@ def lab(tmp_path_factory) -> Iterator[tuple[str, str]]:
             pytest.fail(f"{tool} is missing: install Debian's browser and driver (apt-get install chromium "
                         "chromium-driver), or deselect these tests with -m 'not browser'")
     tmp = tmp_path_factory.mktemp("lab")
+    # The repository's layout (zsnb.viz.figures_dir finds pyproject.toml), so figures saved by a run land in tmp.
     shutil.copytree(ROOT / "notebooks", tmp / "root" / "notebooks", ignore=shutil.ignore_patterns(".*"))
-    (tmp / "root" / "figures").mkdir()  # notebooks that save figures write here, not into the repository
+    shutil.copy(ROOT / "pyproject.toml", tmp / "root")
     for plugin, values in LAB_SETTINGS.items():
         path = tmp / "settings" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +180,12 @@ def _open(driver, lab: tuple[str, str], notebook: Path) -> dict:
         state = driver.execute_script(PAGE_STATE)
         return state if state and state["cells"] == cells and state["images"] >= pngs and state["headings"] else None
 
-    return _wait(rendered, f"{notebook.name}: {cells} cells, {pngs} stored images and a title on the page")
+    try:
+        return _wait(rendered, f"{notebook.name}: {cells} cells, {pngs} stored images and a title on the page")
+    except AssertionError:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / f"{notebook.stem}-failed.png"))
+        raise
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
