@@ -1,5 +1,6 @@
-# Two entry points (README): `make reproduce` runs every notebook, `make test` runs the checks.
-# Both create .venv on first use and install the pinned dependencies (requirements.lock) into it.
+# Entry points (README): `make lab` opens the notebooks in JupyterLab, `make reproduce` runs every notebook,
+# `make test` runs the checks. Each creates .venv on first use and installs the pinned dependencies
+# (requirements.lock) into it.
 
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +20,7 @@ PARAMS := -p backbone $(BACKBONE) -p device $(DEVICE) $(if $(DATA),-p data_root 
 BASELINE_CPU := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
 	OPENBLAS_CORETYPE=Nehalem NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
 
-.PHONY: install reproduce test lint
+.PHONY: install lab reproduce test lint
 
 install: $(STAMP)
 
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
 
 reproduce: $(STAMP)
 	mkdir -p runs figures
