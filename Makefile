@@ -20,7 +20,7 @@ PARAMS := -p backbone $(BACKBONE) -p device $(DEVICE) $(if $(DATA),-p data_root 
 BASELINE_CPU := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
 	OPENBLAS_CORETYPE=Nehalem NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
 
-.PHONY: install lab reproduce test lint
+.PHONY: install lab reproduce test lint browser
 
 install: $(STAMP)
 
@@ -42,7 +42,19 @@ reproduce: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+# The browser test drives Debian's Chromium through Debian's chromedriver (nothing is downloaded at run time).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+				chromium chromium-driver; \
+		else \
+			echo "make test needs Chromium for its browser test: sudo apt-get install chromium chromium-driver"; \
+			exit 1; \
+		fi; \
+	fi
+
+test: lint browser
 	$(BIN)/python -m pytest tests
 	$(BASELINE_CPU) ZSNB_FIGURES=$(CURDIR)/runs/test-figures $(BIN)/python -m pytest -p no:cacheprovider --nbval \
 		notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg
