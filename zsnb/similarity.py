@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from zsnb import diffseg, worldeval
+from zsnb.errors import ZsnbError
 
 AGGREGATE = "aggregate"  # view name of DiffSeg's multi-resolution aggregate
 
@@ -39,7 +40,7 @@ def pool_labels(labels: Any, side: int) -> Tensor:
     """(H, H) int labels -> (side, side) long: majority label per block (ties: smallest id), else nearest."""
     lab = torch.as_tensor(np.asarray(labels)).long()
     if lab.ndim != 2 or lab.shape[0] != lab.shape[1] or side < 1:
-        raise ValueError(f"labels {tuple(lab.shape)} must be square (H, H) and side={side} positive.")
+        raise ZsnbError(f"labels {tuple(lab.shape)} must be square (H, H) and side={side} positive.")
     size = lab.shape[0]
     if size % side == 0:
         f = size // side
@@ -81,7 +82,7 @@ def own_mass(attn: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """(Q, Q) row-stochastic maps, (r, r) labels, Q = r*r -> (Q,) mass in own segment, (Q,) chance (area)."""
     flat = labels.flatten()
     if attn.ndim != 2 or attn.shape != (flat.numel(), flat.numel()):
-        raise ValueError(f"attn {tuple(attn.shape)} must be (Q, Q) with Q = labels.numel() = {flat.numel()}.")
+        raise ZsnbError(f"attn {tuple(attn.shape)} must be (Q, Q) with Q = labels.numel() = {flat.numel()}.")
     ids, inverse = flat.unique(return_inverse=True)
     onehot = F.one_hot(inverse, len(ids)).to(attn.dtype)  # (Q, C)
     mass = (attn @ onehot).gather(1, inverse[:, None])[:, 0] / attn.sum(1)
@@ -138,17 +139,15 @@ def sample_pairs(labels: Tensor, n: int, generator: torch.Generator) -> tuple[Te
 
 
 def pair_kl(attn: Tensor, pairs: Tensor) -> Tensor:
-    """(Q, Q) maps, (n, 2) pixel pairs -> (n,) KL(p||q)/2 + KL(q||p)/2, logs floored as in diffseg."""
-    p, q = attn[pairs[:, 0]].float(), attn[pairs[:, 1]].float()
-    log_p, log_q = p.clamp_min(diffseg.LOG_FLOOR).log(), q.clamp_min(diffseg.LOG_FLOOR).log()
-    return 0.5 * ((p - q) * (log_p - log_q)).sum(1)
+    """(Q, Q) maps, (n, 2) pixel pairs -> (n,) KL(p||q)/2 + KL(q||p)/2 (`diffseg.symmetric_kl`, paired)."""
+    return diffseg.symmetric_kl(attn[pairs[:, 0]].float(), attn[pairs[:, 1]].float(), paired=True)
 
 
 def roc_auc(negatives: Any, positives: Any) -> float:
     """(n,), (m,) scores -> ROC AUC = P(positive > negative) + P(tie)/2, via Mann-Whitney ranks."""
     neg, pos = np.asarray(negatives, float).ravel(), np.asarray(positives, float).ravel()
     if not len(neg) or not len(pos):
-        raise ValueError("roc_auc needs at least one negative and one positive score.")
+        raise ZsnbError("roc_auc needs at least one negative and one positive score.")
     _, inverse, counts = np.unique(np.concatenate([neg, pos]), return_inverse=True, return_counts=True)
     ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # average 1-based rank within ties
     m = len(pos)
