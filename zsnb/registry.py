@@ -81,17 +81,21 @@ def _check_keys(given: Iterable[str], valid: Mapping[str, Any], what: str) -> No
         raise ZsnbError(f"unknown {what} {unknown}; valid keys are {sorted(valid)}.")
 
 
-def family_params(name: str, family: str, dataset: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """Parameters of method `name` on a backbone family (and dataset), with keyword overrides applied."""
+def family_params(name: str, family: str, dataset: str | None = None, tuned: bool = True,
+                  **overrides: Any) -> dict[str, Any]:
+    """Parameters of method `name` on a backbone family (and dataset), with keyword overrides applied.
+
+    tuned=False leaves out the organism's tuned defaults (what `zsnb.organism.tune` starts from).
+    """
     method = get(name)
     if family not in method.families:
         raise ZsnbError(f"method {name!r} has no defaults for backbone family {family!r} (it has "
                         f"{sorted(method.families)}); add the family to its registry entry.")
     params = {**method.defaults, **method.families[family], **method.datasets.get(dataset, {})}
-    if family == "organism":  # the one place the organism's tuned defaults replace the official ones
-        tuned = organism.method_defaults().get(name, {})
-        _check_keys(tuned, params, f"keys in {organism.DEFAULTS_FILE.name} for {name!r}")
-        params.update(tuned)
+    if family == "organism" and tuned:  # the one place the organism's tuned defaults replace the official ones
+        stored = organism.method_defaults().get(name, {})
+        _check_keys(stored, params, f"keys in {organism.DEFAULTS_FILE.name} for {name!r}")
+        params.update(stored)
     _check_keys(overrides, params, f"overrides for {name!r}")
     params.update(overrides)
     return params
