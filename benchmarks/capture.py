@@ -12,27 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from timing import median_times
 
 from zsnb import capture, load_backbone
-from zsnb.capture import attention_processors
+from zsnb.diffcut import FEATURE_TAP
+from zsnb.extract import attention_processors
 
 TARGET_RATIO = 1.3  # capture time / plain forward time
-
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time of fn() over `repeats` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def peak_mib() -> float:
@@ -55,17 +44,17 @@ def main() -> None:
             backbone.unet(latent, t, cond)
 
     rows = {}
-    rows["plain forward"] = {"s": timed(plain, args.repeats), "peak_mib": peak_mib()}
+    rows["plain forward"] = {"s": median_times([plain], args.repeats)[0], "peak_mib": peak_mib()}
     for name, kwargs in {
-        "encoder features, stop_after='auto'": {"attention": None, "features": ("down_last_attn1",),
+        "encoder features, stop_after='auto'": {"attention": None, "features": (FEATURE_TAP,),
                                                  "stop_after": "auto"},
-        "encoder features, full forward": {"attention": None, "features": ("down_last_attn1",)},
+        "encoder features, full forward": {"attention": None, "features": (FEATURE_TAP,)},
         "all 16 self-attention maps": {"attention": "self"},
     }.items():
         # capture() also runs the VAE encoder; subtract it so rows compare UNet forwards only
-        s = timed(lambda kw=kwargs: capture(backbone, image, (300,), **kw), args.repeats)
+        s = median_times([lambda kw=kwargs: capture(backbone, image, (300,), **kw)], args.repeats)[0]
         rows[name] = {"s": s, "peak_mib": peak_mib()}
-    vae_s = timed(lambda: backbone.encode_image(image[None]), args.repeats)
+    vae_s = median_times([lambda: backbone.encode_image(image[None])], args.repeats)[0]
     for name in list(rows)[1:]:
         rows[name]["s"] -= vae_s
     base = rows["plain forward"]["s"]

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timing import median_times
 
 from zsnb import diffcut
 from zsnb.pamr import pamr
@@ -56,18 +55,6 @@ def smooth(seed: int) -> torch.Tensor:
     return x[0].permute(1, 2, 0)
 
 
-def median_pair(work: Callable[[], object], ref: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median wall times (work, ref) over repeats, interleaved, after one warm-up of each."""
-    work(), ref()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, bucket in ((work, times[0]), (ref, times[1])):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -91,8 +78,8 @@ def main() -> None:
     for name, x in inputs.items():
         for solver in ("auto", "dense"):
             labels, nodes = diffcut.recursive_ncut_tree(x, solver=solver)
-            work_s, eigh_s = median_pair(lambda x=x, s=solver: diffcut.recursive_ncut(x, solver=s), eigh,
-                                         args.repeats)
+            work_s, eigh_s = median_times([lambda x=x, s=solver: diffcut.recursive_ncut(x, solver=s), eigh],
+                                          args.repeats)
             rows.append({"step": f"recursive NCut, {name}, solver={solver}", "s": work_s, "eigh_s": eigh_s,
                          "eigh_equivalents": work_s / eigh_s, "segments": int(labels.max()) + 1,
                          "nodes": len(nodes), "depth": max(n.depth for n in nodes)})
@@ -103,7 +90,7 @@ def main() -> None:
     steps = {f"assign_concepts {SIDE} -> {EVAL_SIZE}": lambda: diffcut.assign_concepts(labels, feats, size),
              f"PAMR {EVAL_SIZE} x {EVAL_SIZE}, 10 it., dilations 1-8": lambda: pamr(image, coarse)}
     for name, fn in steps.items():
-        work_s, eigh_s = median_pair(fn, eigh, args.repeats)
+        work_s, eigh_s = median_times([fn, eigh], args.repeats)
         rows.append({"step": name, "s": work_s, "eigh_s": eigh_s, "eigh_equivalents": work_s / eigh_s})
 
     result = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats, "tau": 0.5,

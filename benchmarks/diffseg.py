@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import median_times
 
 from zsnb import diffseg
 
@@ -41,18 +40,6 @@ def synthetic_layers(regions: int, sharpness: float, noise: float, noise_dims: i
                              noise * torch.randn(r * r, noise_dims, generator=g)], 1)  # (r*r, d), low rank
             out[f"res{r}_layer{k}"] = (sharpness * emb @ emb.T).softmax(-1)
     return out
-
-
-def median_time(fn: Callable[[], object], repeats: int,
-                clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median time of fn() over repeats on `clock`, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        times.append(clock() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -82,13 +69,13 @@ def main() -> None:
         "repeats": args.repeats,
         "kl_threshold": args.tau,
         "segments": int(pipeline().max()) + 1,
-        "aggregate_s": median_time(lambda: diffseg.aggregate(layers), args.repeats),
-        "segment_s": median_time(lambda: diffseg.segment(agg, kl_threshold=args.tau), args.repeats),
-        "total_s": median_time(pipeline, args.repeats),
+        "aggregate_s": median_times([lambda: diffseg.aggregate(layers)], args.repeats)[0],
+        "segment_s": median_times([lambda: diffseg.segment(agg, kl_threshold=args.tau)], args.repeats)[0],
+        "total_s": median_times([pipeline], args.repeats)[0],
         # CPU seconds of this process (all threads): less sensitive than wall time to other jobs' load.
-        "total_cpu_s": median_time(pipeline, args.repeats, time.process_time),
-        "gemm_s": median_time(lambda: a @ b, args.repeats),
-        "gemm_cpu_s": median_time(lambda: a @ b, args.repeats, time.process_time),
+        "total_cpu_s": median_times([pipeline], args.repeats, time.process_time)[0],
+        "gemm_s": median_times([lambda: a @ b], args.repeats)[0],
+        "gemm_cpu_s": median_times([lambda: a @ b], args.repeats, time.process_time)[0],
         "target_s": TARGET_S,
     }
     result["ratio_total_to_gemm"] = result["total_s"] / result["gemm_s"]

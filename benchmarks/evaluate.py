@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from zsnb import evaluate
+from zsnb import evaluate, registry
 
 
 def _row(processes: int, wall: float, n: int, res: dict) -> dict:
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     rows, n = {}, args.n_scenes
     with tempfile.TemporaryDirectory() as tmp:
-        for method in evaluate.METHODS:
+        for method in registry.REGISTRY:
             start = time.perf_counter()
             res = evaluate.evaluate(method, "organism", "world", Path(tmp) / method, limit=n, device="cpu",
                                     progress=False)

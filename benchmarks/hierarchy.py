@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 
 import torch
+from timing import median_times
 
 import zsnb
-from zsnb import diffcut, diffseg, hierarchy, world, worldeval
+from zsnb import hierarchy, registry, world, worldeval
+from zsnb.worldeval import Setting
 
 TIMESTEPS: tuple[int, ...] = (25, 50, 100, 200, 300, 500)
 FUSIONS: tuple[str, ...] = ("attention", "reweight", "random_walk", "features")
@@ -34,21 +36,17 @@ TARGETS: tuple[str | None, ...] = (None, "part", "object")
 LEVELS: dict[str, str] = {"objects": "miou_objects", "parts": "miou_parts"}
 
 
-def best_static(scores: dict[str, dict[str, float]], fusion: str, method: str, key: str) -> int:
-    """Timestep of the static configuration with the highest `key` for this fusion and method."""
-    ts = [t for t in TIMESTEPS if f"static t={t} | {fusion} | {method}" in scores]
-    return max(ts, key=lambda t: scores[f"static t={t} | {fusion} | {method}"][key])
+def best_static(scores: dict[Setting, dict[str, float]], fusion: str, grouping: str, key: str) -> int:
+    """Timestep of the static configuration with the highest `key` for this fusion and grouping."""
+    ts = [t for t in TIMESTEPS if Setting(fusion, grouping, t) in scores]
+    return max(ts, key=lambda t: scores[Setting(fusion, grouping, t)][key])
 
 
 def time_capture(backbone, n: int, timesteps: tuple[int, ...], noise: str, tap: str, repeats: int) -> float:
     """Median seconds of one capture of n evaluation scenes at `timesteps` (self-attention + tap)."""
     images = worldeval.scene_tensor([world.scene(s) for s in world.EVAL_SEEDS[:n]])
-    times = []
-    for _ in range(repeats + 1):  # first call is a warm-up
-        start = time.perf_counter()
-        zsnb.capture(backbone, images, timesteps, noise=noise, attention="self", features=(tap,))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+    return median_times([lambda: zsnb.capture(backbone, images, timesteps, noise=noise, attention="self",
+                                              features=(tap,))], repeats)[0]
 
 
 def main() -> None:
@@ -62,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backbone = zsnb.load_backbone("organism", weights=args.weights)
-    ds, dc = backbone.defaults["diffseg"], backbone.defaults["diffcut"]
+    ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
     noise, tap = ds["noise"], dc["tap"]
     common = {"timesteps": TIMESTEPS, "noise": noise, "seed": ds["seed"], "features_tap": tap}
     start = time.perf_counter()
@@ -73,52 +71,48 @@ def main() -> None:
     grid: dict[str, dict[float, float]] = {"diffseg": {}, "ncut": {}}
     for kl, tau in zip(KL_THRESHOLDS, NCUT_TAUS, strict=True):
         p = {"diffseg": {**ds, "kl_threshold": kl}, "ncut": {"tau": tau, "alpha": dc["alpha"]}}
-        scores = hierarchy.compare(backbone, train_seeds, fusions=("attention",), criteria=(), params=p,
+        scores = worldeval.compare(backbone, train_seeds, fusions=("attention",), criteria=(), params=p,
                                    **common)[0]
-        for method, value in (("diffseg", kl), ("ncut", tau)):
-            grid[method][value] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2
-                                                  for k, s in scores.items() if k.endswith(method))
+        for grouping, value in (("diffseg", kl), ("ncut", tau)):
+            grid[grouping][value] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2
+                                                    for k, s in scores.items() if k.grouping == grouping)
     params = {"diffseg": {**ds, "kl_threshold": max(grid["diffseg"], key=grid["diffseg"].get)},
               "ncut": {"tau": max(grid["ncut"], key=grid["ncut"].get), "alpha": dc["alpha"]}}
     tuning, train_scores = {}, {}
     for temp in TEMPERATURES:
-        scores = hierarchy.compare(backbone, train_seeds, fusions=FUSIONS[1:], criteria=(), params=params,
+        scores = worldeval.compare(backbone, train_seeds, fusions=FUSIONS[1:], criteria=(), params=params,
                                    temperature=temp, **common)[0]
         tuning[temp] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2 for s in scores.values())
         train_scores[temp] = scores
     temperature = max(tuning, key=tuning.get)
-    train = {**hierarchy.compare(backbone, train_seeds, fusions=FUSIONS[:1], criteria=(), params=params,
+    train = {**worldeval.compare(backbone, train_seeds, fusions=FUSIONS[:1], criteria=(), params=params,
                                  **common)[0], **train_scores[temperature]}
 
     # 2. Evaluation scenes.
     eval_seeds = world.EVAL_SEEDS[: args.n_scenes]
-    scores, preds, scenes = hierarchy.compare(backbone, eval_seeds, fusions=FUSIONS, targets=TARGETS,
+    scores, preds, scenes = worldeval.compare(backbone, eval_seeds, fusions=FUSIONS, targets=TARGETS,
                                               params=params, temperature=temperature, **common)
-    ref_ds = worldeval.evaluate(lambda c, t, i: diffseg.segment(diffseg.aggregate(c.self_attention(t, i)),
-                                                                ds["kl_threshold"], ds["num_points"],
-                                                                ds["iterations"], out_size=world.DEFAULT_SIZE),
-                                backbone, eval_seeds, ds["timestep"], progress=False, noise=ds["noise"],
-                                seed=ds["seed"], attention="self")
-    ref_dc = worldeval.evaluate(lambda c, t, i: diffcut.segment_capture(c, i, dc), backbone, eval_seeds,
-                                dc["timestep"], progress=False, noise=dc["noise"], seed=dc["seed"],
-                                attention=None, features=(tap,))
+    ref_ds = worldeval.evaluate(backbone, "diffseg", eval_seeds)
+    ref_dc = worldeval.evaluate(backbone, "diffcut", eval_seeds)
     work_s = time.perf_counter() - start
 
     # 3. Summary rows: per method and fusion, static (train-chosen, per level), oracle, adaptive.
     rows = []
-    for method in hierarchy.METHODS:
+    adaptive = {"entropy": ("entropy", None), "agreement": ("agreement", None), "entropy/part": ("entropy", "part"),
+                "entropy/object": ("entropy", "object")}
+    for grouping in hierarchy.GROUPINGS:
         for fusion in FUSIONS:
-            row: dict = {"method": method, "fusion": fusion}
+            row: dict = {"method": grouping, "fusion": fusion}
             for level, key in LEVELS.items():
-                t_train = best_static(train, fusion, method, key)
-                t_oracle = best_static(scores, fusion, method, key)
-                static_key = f"static t={t_train} | {fusion} | {method}"
+                t_train = best_static(train, fusion, grouping, key)
+                t_oracle = best_static(scores, fusion, grouping, key)
+                static_key = Setting(fusion, grouping, t_train)
                 row[level] = {"static_t": t_train, "static": scores[static_key][key],
                               "static_se": scores[static_key][f"{key}_se"], "oracle_t": t_oracle,
-                              "oracle": scores[f"static t={t_oracle} | {fusion} | {method}"][key]}
-                for name in ("entropy", "agreement", "entropy/part", "entropy/object"):
-                    k = f"adaptive {name} | {fusion} | {method}"
-                    diff = hierarchy.paired_difference(preds[k], preds[static_key], scenes, level)
+                              "oracle": scores[Setting(fusion, grouping, t_oracle)][key]}
+                for name, (criterion, target) in adaptive.items():
+                    k = Setting(fusion, grouping, None, criterion, target)
+                    diff = worldeval.paired_difference(preds[k], preds[static_key], scenes, level)
                     row[level][name] = {"miou": scores[k][key], "se": scores[k][f"{key}_se"],
                                         "minus_static": diff[0], "minus_static_se": diff[1],
                                         "segments": scores[k]["segments"]}
@@ -134,7 +128,7 @@ def main() -> None:
         "temperature": temperature, "temperature_tuning_train": tuning,
         "diffseg_params": params["diffseg"], "ncut_params": params["ncut"], "threshold_tuning_train": grid,
         "reference": {"diffseg_defaults": ref_ds, "diffcut_defaults": ref_dc},
-        "summary": rows, "scores": scores,
+        "summary": rows, "scores": {str(k): v for k, v in scores.items()},
         "capture_s": {"n_images": n_time, "single_t": single, "multi_t": multi, "ratio": multi / single},
         "work_s": work_s,
     }

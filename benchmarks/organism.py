@@ -18,39 +18,16 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from zsnb import diffcut, diffseg, load_backbone, similarity, world
-from zsnb.worldeval import captures, score
+from zsnb import diffseg, load_backbone, registry, similarity, world
+from zsnb.worldeval import method_captures, predict, score, score_table
 
 SWEEP_T = (0, 25, 50, 100, 200, 300, 500, 700)
 
 
-def aggregates(backbone, seeds, t, noise) -> tuple[list, list]:
-    """DiffSeg's aggregated (R, R, R, R) maps at (t, noise) for every scene of `seeds`, and the scenes."""
-    aggs, scenes = [], []
-    for batch, cap in captures(backbone, seeds, (t,), noise=noise, progress=False):
-        aggs += [diffseg.aggregate(cap.self_attention(t, i)) for i in range(len(batch))]
-        scenes += batch
-    return aggs, scenes
-
-
-def diffseg_preds(aggs, params, size) -> list:
-    """DiffSeg labels (size, size) from aggregated maps with the given merge parameters."""
-    return [diffseg.segment(a, kl_threshold=params["kl_threshold"], num_points=params["num_points"],
-                            iterations=params["iterations"], out_size=size) for a in aggs]
-
-
-def diffcut_preds(backbone, seeds, params) -> tuple[list, list]:
-    """DiffCut labels for every scene of `seeds` with the given parameters."""
-    preds, scenes, t = [], [], params["timestep"]
-    for batch, cap in captures(backbone, seeds, (t,), noise="seeded", seed=params["seed"], attention=None,
-                               features=(params["tap"],), stop_after="auto", progress=False):
-        for i, s in enumerate(batch):
-            image = torch.from_numpy(s.image).permute(2, 0, 1)
-            preds.append(diffcut.segment(cap.features(t, params["tap"], i), image=image, tau=params["tau"],
-                                         alpha=params["alpha"], out_size=backbone.resolution,
-                                         refine=params["refine"]))
-        scenes += batch
-    return preds, scenes
+def aggregates(backbone, seeds, params) -> list:
+    """DiffSeg's aggregated (R, R, R, R) maps with `params` (its timestep and noise) for every scene of `seeds`."""
+    return [diffseg.aggregate(cap.self_attention(params["timestep"], i))
+            for scenes, cap in method_captures(backbone, "diffseg", seeds, params) for i in range(len(scenes))]
 
 
 def relation_densities(aggs, scenes) -> dict[str, float]:
@@ -76,31 +53,26 @@ def main() -> None:
     args = parser.parse_args()
     seeds = world.EVAL_SEEDS[: args.n_scenes]
     trained, control = load_backbone("organism"), load_backbone("organism", weights="random")
-    ds, dc = trained.defaults["diffseg"], trained.defaults["diffcut"]
+    ds, dc = registry.params("diffseg", trained), registry.params("diffcut", trained)
     start = time.perf_counter()
+    backbones = {"trained": trained, "random weights": control}
     rows = {}
-    at_default = {name: aggregates(bb, seeds, ds["timestep"], ds["noise"])
-                  for name, bb in (("trained", trained), ("random weights", control))}
-    scenes = at_default["trained"][1]
-    for name, (aggs, _) in at_default.items():
-        rows[f"DiffSeg, {name}"] = score(diffseg_preds(aggs, ds, trained.resolution), scenes)
-    rows["DiffCut, trained"] = score(diffcut_preds(trained, seeds, dc)[0], scenes)
-    rows["DiffCut, random weights"] = score(diffcut_preds(control, seeds, dc)[0], scenes)
+    for method, label in (("diffseg", "DiffSeg"), ("diffcut", "DiffCut")):
+        for name, bb in backbones.items():
+            preds, scenes = predict(bb, method, seeds)
+            rows[f"{label}, {name}"] = score(preds, scenes)
     rows["RGB k-means, K = true objects"] = score(kmeans_preds(scenes), scenes)
     rows["one segment"] = score([np.zeros_like(s.objects) for s in scenes], scenes)
-    relations = {name: relation_densities(*run) for name, run in at_default.items()}
-    sweep = {noise: {t: score(diffseg_preds(aggregates(trained, seeds, t, noise)[0], ds, trained.resolution), scenes)
-                     for t in SWEEP_T} for noise in ("none", "seeded")}
+    relations = {name: relation_densities(aggregates(bb, seeds, ds), scenes) for name, bb in backbones.items()}
+    sweep = {noise: {t: score(*predict(trained, "diffseg", seeds, timestep=t, noise=noise)) for t in SWEEP_T}
+             for noise in ("none", "seeded")}
     result = {"n_scenes": len(seeds), "seeds": f"world.EVAL_SEEDS[:{len(seeds)}]", "diffseg_defaults": ds,
               "diffcut_defaults": dc, "methods": rows, "attention_relations": relations, "timestep_sweep": sweep,
               "wall_s": round(time.perf_counter() - start, 1), "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "organism.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# Organism benchmark ({len(seeds)} evaluation scenes)", "",
-             "| method | mIoU objects | mIoU parts | ARI objects | segments |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['miou_objects']:.3f} ± {r['miou_objects_se']:.3f} | {r['miou_parts']:.3f} ± "
-              f"{r['miou_parts_se']:.3f} | {r['ari_objects']:.3f} | {r['segments']:.1f} |" for name, r in rows.items()]
+    lines = [f"# Organism benchmark ({len(seeds)} evaluation scenes)", "", score_table(rows)]
     lines += ["", "Where an object pixel's attention goes (DiffSeg's aggregated map; density: mass over the pixels' "
               "share of the map, 1 = uniform):", "", "| weights | " + " | ".join(similarity.RELATIONS) + " |",
               "|---|" + "---|" * len(similarity.RELATIONS)]

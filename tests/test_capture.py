@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zsnb import ZsnbError, capture
-from zsnb.capture import UnknownNameError, attention_processors, tap_aliases
+from zsnb.extract import UnknownNameError, attention_processors, tap_aliases
 
 
 def test_self_attention_maps_by_resolution(organism, scene_image):
@@ -51,7 +51,7 @@ def test_capture_matches_plain_forward_output(organism, scene_image):
     t = torch.tensor([300])
     cond = organism.encode_prompt("").encoder_hidden_states
     plain = organism.unet(x, t, cond).sample
-    from zsnb.capture import AttentionStore, CaptureProcessor
+    from zsnb.extract import AttentionStore, CaptureProcessor
 
     layers = {n.removesuffix(".processor") for n in organism.unet.attn_processors}
     store = AttentionStore(layers, set(), stop_when_done=False)

@@ -309,24 +309,28 @@ def test_bad_weights_and_out_res() -> None:
         diffseg.aggregate(mixed_layers(), out_res=0)
 
 
-def test_run_takes_noise_seed_from_params(organism_random, scene_image, monkeypatch) -> None:
-    import sys
+def test_segment_capture_takes_noise_seed_from_params(organism, organism_random, scene_image) -> None:
+    import zsnb
+    from zsnb import registry
 
-    from zsnb.capture import capture
-
-    seen = []
-    monkeypatch.setattr(sys.modules["zsnb.capture"], "capture",
-                        lambda *a, **kw: seen.append(kw["seed"]) or capture(*a, **kw))
-    diffseg.run(organism_random, scene_image, num_points=4)
-    assert seen == [organism_random.defaults["diffseg"]["seed"]]
-    t = 300
+    t, p = 300, registry.params("diffseg", organism_random, num_points=8)
     for seed in (7, 8):
-        labels = diffseg.run(organism_random, scene_image, timestep=t, noise="seeded", seed=seed,
-                             num_points=8)
-        cap = capture(organism_random, scene_image, (t,), noise="seeded", seed=seed)
-        ref = diffseg.segment(diffseg.aggregate(cap.self_attention(t)), organism_random.defaults["diffseg"][
-            "kl_threshold"], num_points=8, iterations=organism_random.defaults["diffseg"]["iterations"],
-            out_size=scene_image.shape[-1])
+        labels = zsnb.segment("diffseg", organism_random, scene_image, timestep=t, noise="seeded", seed=seed,
+                              num_points=8)
+        cap = zsnb.capture(organism_random, scene_image, (t,), noise="seeded", seed=seed)
+        ref = diffseg.segment(diffseg.aggregate(cap.self_attention(t)), p["kl_threshold"], num_points=8,
+                              iterations=p["iterations"], out_size=scene_image.shape[-1])
         assert labels.shape == scene_image.shape[-2:] and torch.equal(labels, ref)
-    with pytest.raises(ValueError, match="unknown overrides"):
-        diffseg.run(organism_random, scene_image, noise_seed=1)
+    a, b = (zsnb.segment("diffseg", organism, scene_image, timestep=500, noise="seeded", seed=s, kl_threshold=0.05)
+            for s in (7, 8))
+    assert not torch.equal(a, b)  # the seed reaches the noise
+
+
+def test_numpy_inputs_are_accepted() -> None:
+    layers = mixed_layers()
+    agg = diffseg.aggregate({k: v.numpy() for k, v in layers.items()})
+    torch.testing.assert_close(agg, diffseg.aggregate(layers))
+    assert torch.equal(diffseg.segment(agg.numpy(), 1.1, 2, 2, out_size=(5, 7)), diffseg.segment(agg, 1.1, 2, 2,
+                                                                                              out_size=(5, 7)))
+    with pytest.raises(ValueError, match="numpy"):
+        diffseg.segment([[0.5]])

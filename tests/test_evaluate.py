@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import torch
 from layouts import make_coco, make_voc
 
 import zsnb
-from zsnb import data, diffseg, evaluate, world, worldeval
+from zsnb import data, evaluate, registry, world, worldeval
 from zsnb.errors import ZsnbError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,8 +44,7 @@ def test_world_scores_are_those_of_worldeval(tmp_path):
     res = evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=3, device="cpu", progress=False)
     backbone = zsnb.load_backbone("organism")
     scenes = [world.scene(s) for s in world.EVAL_SEEDS[:3]]
-    ref = worldeval.score([diffseg.run(backbone, torch.from_numpy(s.image).permute(2, 0, 1)) for s in scenes],
-                          scenes)
+    ref = worldeval.score([zsnb.segment("diffseg", backbone, s.image) for s in scenes], scenes)
     for key in ("miou_objects", "miou_objects_se", "miou_parts", "ari_objects", "segments"):
         assert res["scores"][key] == pytest.approx(ref[key]), key
 
@@ -53,15 +53,15 @@ def test_interrupted_run_resumes_without_redoing_finished_images(tmp_path, monke
     clean = evaluate.evaluate("diffseg", "organism", "world", tmp_path / "clean", limit=5, device="cpu",
                               progress=False)
     calls = []
-    real = evaluate.RUNNERS["diffseg"]
+    method = registry.get("diffseg")
 
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt  # the user stops the run during the third image
-        return real(*args, **kwargs)
+        return method.segment_capture(*args, **kwargs)
 
-    monkeypatch.setitem(evaluate.RUNNERS, "diffseg", flaky)
+    monkeypatch.setitem(registry.REGISTRY, "diffseg", dataclasses.replace(method, segment_capture=flaky))
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate("diffseg", "organism", "world", tmp_path / "run", limit=5, device="cpu", progress=False)
     records = tmp_path / "run/records-0.jsonl"
@@ -69,7 +69,9 @@ def test_interrupted_run_resumes_without_redoing_finished_images(tmp_path, monke
     with records.open("a") as f:
         f.write('{"index": 4, "name": "torn')  # a write cut off by a kill
     calls.clear()
-    monkeypatch.setitem(evaluate.RUNNERS, "diffseg", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    counting = dataclasses.replace(method, segment_capture=lambda *a, **k: (calls.append(1),
+                                                                            method.segment_capture(*a, **k))[1])
+    monkeypatch.setitem(registry.REGISTRY, "diffseg", counting)
     resumed = evaluate.evaluate("diffseg", "organism", "world", tmp_path / "run", limit=5, device="cpu",
                                 progress=False)
     assert len(calls) == 3 and resumed["scores"] == clean["scores"]
@@ -87,12 +89,26 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         evaluate.evaluate("diffcut", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
 
 
-@pytest.mark.parametrize("method", evaluate.METHODS)
+@pytest.mark.parametrize("method", list(registry.REGISTRY))
 def test_rerun_with_the_same_settings_resumes(tmp_path, method):
     """Every method's parameters survive the JSON round trip of config.json (tuples become lists)."""
     evaluate.evaluate(method, "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
     res = evaluate.evaluate(method, "organism", "world", tmp_path, limit=2, device="cpu", progress=False)
     assert res["complete"] and res["scores"]["n_images"] == 2
+
+
+def test_explicit_default_dtype_resumes_and_random_weights_run_offline(tmp_path):
+    """The resolved dtype is compared, not the option as typed; --weights random is a run of its own."""
+    evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
+    res = evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", dtype="float32",
+                            progress=False)
+    assert res["complete"] and res["config"]["dtype"] == "float32"
+    with pytest.raises(ZsnbError, match="weights"):
+        evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", progress=False,
+                          weights="random")
+    evaluate.main(["--method", "diffseg", "--out", str(tmp_path / "random"), "--limit", "1", "--device", "cpu",
+                   "--weights", "random", "--no-progress"])
+    assert "random" in json.loads((tmp_path / "random/config.json").read_text())["weights"]
 
 
 def test_resuming_with_other_weights_is_refused(tmp_path):

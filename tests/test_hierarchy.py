@@ -102,15 +102,17 @@ def test_target_rule():
     torch.testing.assert_close(exact, scores.argmin(0))
 
 
-@pytest.mark.parametrize("method", hierarchy.METHODS)
-def test_grouping_shapes(method):
+@pytest.mark.parametrize("grouping", hierarchy.GROUPINGS)
+def test_grouping_shapes(grouping):
     block = torch.zeros(R * R, R * R)
     half = (torch.arange(R * R) % R) < R // 2  # left and right halves of the grid
     block[half[:, None] & half[None, :]] = 1
     block[~half[:, None] & ~half[None, :]] = 1
     maps = (block + 1e-3) / (block + 1e-3).sum(1, keepdim=True)
     params = {"kl_threshold": 1.1, "num_points": 4, "iterations": 2, "tau": 0.5, "alpha": 10.0}
-    labels = hierarchy.group(maps, method, 8, params)
+    labels = hierarchy.group(maps, grouping, (8, 9), params)
+    assert labels.shape == (8, 9)
+    labels = hierarchy.group(maps, grouping, 8, params)
     assert labels.shape == (8, 8) and labels.dtype == torch.long
     assert len(labels.unique()) == 2
 
@@ -131,7 +133,7 @@ def test_adaptive_segment_on_organism(capture):
     (lambda: hierarchy.select_timesteps([random_maps(0)], "entropy", "part", slack=2.0), "slack"),
     (lambda: hierarchy.select_timesteps({300: random_maps(0), 50: random_maps(1)}), "maps_by_t"),
     (lambda: hierarchy.select_timesteps([]), "maps_by_t"),
-    (lambda: hierarchy.group(random_maps(0), "kmeans", 8, {}), "method"),
+    (lambda: hierarchy.group(random_maps(0), "kmeans", 8, {}), "grouping"),
 ])
 def test_bad_arguments_name_themselves(call, name):
     with pytest.raises(ValueError, match=name):
@@ -144,20 +146,23 @@ def test_bad_fusion_on_capture(capture):
 
 
 def test_compare_and_paired_difference(organism_random):
+    from zsnb.worldeval import Setting
+
     params = {"diffseg": {"kl_threshold": 1.1, "num_points": 8, "iterations": 2}, "ncut": {"tau": 0.5, "alpha": 10.0}}
     seeds = world.EVAL_SEEDS[:2]
-    scores, preds, scenes = hierarchy.compare(organism_random, seeds, (50, 300), fusions=("reweight",),
+    scores, preds, scenes = worldeval.compare(organism_random, seeds, (50, 300), fusions=("reweight",),
                                               criteria=("entropy",), targets=(None, "part"), params=params,
                                               features_tap="down_last_attn1")
     assert len(scenes) == 2
-    expected = {f"static t={t} | reweight | {m}" for t in (50, 300) for m in hierarchy.METHODS}
-    expected |= {f"adaptive {c} | reweight | {m}" for c in ("entropy", "entropy/part") for m in hierarchy.METHODS}
+    expected = {Setting("reweight", g, t) for t in (50, 300) for g in hierarchy.GROUPINGS}
+    expected |= {Setting("reweight", g, None, "entropy", tg) for tg in (None, "part") for g in hierarchy.GROUPINGS}
     assert set(scores) == expected
+    assert str(Setting("reweight", "ncut", None, "entropy", "part")) == "adaptive entropy/part | reweight | ncut"
     assert all(p.shape == (32, 32) for ps in preds.values() for p in ps)
-    key = "static t=50 | reweight | ncut"
-    assert hierarchy.paired_difference(preds[key], preds[key], scenes) == (0.0, 0.0)
+    key = Setting("reweight", "ncut", 50)
+    assert worldeval.paired_difference(preds[key], preds[key], scenes) == (0.0, 0.0)
     with pytest.raises(ValueError, match="level"):
-        hierarchy.paired_difference(preds[key], preds[key], scenes, level="pixels")
+        worldeval.paired_difference(preds[key], preds[key], scenes, level="pixels")
 
 
 def test_layer_entropy_is_normalised(capture):
@@ -166,12 +171,14 @@ def test_layer_entropy_is_normalised(capture):
     assert all(0 <= e <= 1 + 1e-6 for e in ent.values())
 
 
-def test_run_segments_an_image_with_adaptive_timesteps(organism, scene_image):
-    fine = hierarchy.run(organism, scene_image, timesteps=(100, 500), kl_threshold=0.001)
-    coarse = hierarchy.run(organism, scene_image, timesteps=(100, 500), kl_threshold=100.0)
+def test_adaptive_method_segments_an_image(organism, scene_image):
+    import zsnb
+
+    fine = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), kl_threshold=0.001)
+    coarse = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), kl_threshold=100.0)
     assert fine.shape == (32, 32) and fine.dtype == torch.long
     assert fine.max() > coarse.max() == 0  # a huge KL threshold merges everything
     with pytest.raises(ValueError, match="grouping"):
-        hierarchy.run(organism, scene_image, grouping="kmeans")
+        zsnb.segment("adaptive", organism, scene_image, grouping="kmeans")
     with pytest.raises(ValueError, match="unknown overrides"):
-        hierarchy.run(organism, scene_image, steps=3)
+        zsnb.segment("adaptive", organism, scene_image, steps=3)

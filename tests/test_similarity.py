@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from zsnb import diffseg, similarity, world
+from zsnb import diffseg, similarity, viz, world
 
 matplotlib.use("Agg")
 
@@ -117,8 +117,8 @@ def test_survey_on_untrained_organism(organism_random) -> None:
         assert e == pytest.approx(m - c) and se >= 0
     assert set(sv.inter["parts"]["aggregate"]) == {"same", "different", "sibling"}
     fig, axes = plt.subplots(1, 2)
-    similarity.plot_intra(axes[0], {"random": sv}, "objects")
-    similarity.plot_inter(axes[1], sv, "parts", "aggregate", tau=1.0)
+    viz.plot_intra(axes[0], {"random": sv}, "objects")
+    viz.plot_inter(axes[1], sv, "parts", "aggregate", tau=1.0)
     plt.close("all")
 
 
@@ -126,13 +126,13 @@ def test_diffseg_figures_draw() -> None:
     from zsnb import worldeval
 
     agg = diffseg.aggregate({"layer": random_maps(16, 4)})
-    explore = similarity.diffseg_explorer(agg, np.zeros((8, 8, 3)))
+    explore = viz.diffseg_explorer(agg, np.zeros((8, 8, 3)))
     explore(kl_threshold=0.5, num_points=2, iterations=2)
     assert len(plt.gcf().axes) == 2  # one panel per iteration
     scenes = [world.scene(s, 16) for s in world.EVAL_SEEDS[:2]]
     row = worldeval.score([np.zeros((16, 16), int)] * 2, scenes)
     fig, axes = plt.subplots(1, 3)
-    similarity.plot_sweep(axes, [0.5, 1.0], {"m": [row, row]}, {"baseline": row}, tau=1.0)
+    viz.plot_sweep(axes, [0.5, 1.0], {"m": [row, row]}, {"baseline": row}, tau=1.0)
     assert axes[0].get_xscale() == "log"
     plt.close("all")
 

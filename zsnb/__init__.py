@@ -1,20 +1,40 @@
-"""zsnb: zero-shot segmentation notebooks — how Stable Diffusion's UNet already segments images."""
+"""zsnb: zero-shot segmentation notebooks — how Stable Diffusion's UNet already segments images.
 
-from zsnb.backbones import KNOWN_NAMES, Backbone, load_backbone
-from zsnb.capture import Capture, capture
+The top-level names are loaded on first use (PEP 562), so importing an algorithm module such as
+`zsnb.diffseg` does not import diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from zsnb.errors import ImageError, UnknownNameError, WeightsUnavailable, ZsnbError
-from zsnb.images import load_image
 
-__all__ = [
-    "KNOWN_NAMES",
-    "Backbone",
-    "Capture",
-    "ImageError",
-    "UnknownNameError",
-    "WeightsUnavailable",
-    "ZsnbError",
-    "capture",
-    "load_backbone",
-    "load_image",
-]
+_LAZY: dict[str, str] = {
+    "KNOWN_NAMES": "zsnb.backbones",
+    "Backbone": "zsnb.backbones",
+    "load_backbone": "zsnb.backbones",
+    "Capture": "zsnb.extract",
+    "capture": "zsnb.extract",
+    "load_image": "zsnb.images",
+    "Method": "zsnb.registry",
+    "methods": "zsnb.registry",
+    "register": "zsnb.registry",
+    "segment": "zsnb.registry",
+}
+
+__all__ = ["ImageError", "UnknownNameError", "WeightsUnavailable", "ZsnbError", *_LAZY]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'zsnb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # cached: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -42,16 +43,6 @@ SPECS: dict[str, Spec] = {
 }
 KNOWN_NAMES = (*SPECS, "organism")
 
-# The methods' official settings (anchors.md); the organism stores its own next to its weights.
-OFFICIAL_DEFAULTS: dict[str, dict] = {
-    "diffseg": {"timestep": 300, "noise": "none", "seed": 42, "kl_threshold": 1.1, "num_points": 16,
-                "iterations": 3, "refine": False},
-    "diffcut": {"timestep": 50, "noise": "seeded", "seed": 42, "tap": "down_last_attn1", "tau": 0.5,
-                "alpha": 10.0, "refine": True, "out_size": 128, "pamr_iterations": 10,
-                "pamr_dilations": (1, 2, 4, 8)},
-}
-
-
 @dataclass
 class Conditioning:
     """Text conditioning for one prompt: encoder states (1, L, D) and SDXL's extra inputs (or None)."""
@@ -77,7 +68,14 @@ class Backbone:
     encode_prompt: Callable[[str], Conditioning]
     resolution: int
     weights: str  # "pretrained", "random" or "trained"
-    defaults: dict[str, dict] = field(default_factory=dict)
+    family: str  # "sd1" (SD1.x, SD2.x), "sdxl" (SDXL, SSD-1B) or "organism": picks the methods' defaults
+
+    @property
+    def defaults(self) -> dict[str, dict[str, Any]]:
+        """Every registered method's parameters on this backbone (`zsnb.registry.params`), by method name."""
+        from zsnb import registry  # imported here: the registry imports this module
+
+        return {name: registry.params(name, self) for name in registry.REGISTRY}
 
     @property
     def device(self) -> torch.device:
@@ -274,12 +272,8 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
         unet.load_state_dict({k: v.float() for k, v in load_file(str(organism.UNET_FILE)).items()})
     unet = _place(unet, device, dtype).eval().requires_grad_(False)
     cond = Conditioning(organism.null_conditioning(1, dtype, str(device)))
-    tuned = organism.method_defaults()
-    defaults = {k: {**v, **tuned.get(k, {})} for k, v in OFFICIAL_DEFAULTS.items()}
-    if "adaptive" in tuned:  # our method has no official defaults: only the tuned ones (zsnb.hierarchy.run)
-        defaults["adaptive"] = tuned["adaptive"]
     return Backbone("organism", unet, None, organism.build_scheduler(), lambda prompt: cond,
-                    organism.RESOLUTION, "trained" if weights == "pretrained" else "random", defaults)
+                    organism.RESOLUTION, "trained" if weights == "pretrained" else "random", "organism")
 
 
 def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -311,5 +305,5 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
     # SDXL's VAE overflows in float16 (its config says force_upcast): keep it in float32 then.
     vae_dtype = torch.float32 if getattr(vae.config, "force_upcast", False) else dtype
     vae = _place(vae, dev, vae_dtype).eval().requires_grad_(False)
-    return Backbone(str(name_or_path), unet, vae, scheduler, encode, resolution,
-                    weights, {k: dict(v) for k, v in OFFICIAL_DEFAULTS.items()})
+    family = "sdxl" if unet.config.addition_embed_type == "text_time" else "sd1"  # a local folder's, too
+    return Backbone(str(name_or_path), unet, vae, scheduler, encode, resolution, weights, family)

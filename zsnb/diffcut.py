@@ -8,13 +8,14 @@ costs less than tau. Each leaf's mean feature is a "concept"; pixels take the co
 with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 median filter refine.
 
 Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree), `assign_concepts`,
-`zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture, `run` adds the backbone.
+`zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture (the registry's entry point,
+`zsnb.segment("diffcut", ...)`).
 
 Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
 down_blocks[-1].attentions[-1].transformer_blocks[-1].attn1 (32 x 32 x 1280), tau = 0.5, alpha = 10,
 100 thresholds in [0.99 min, 0.99 max] of the eigenvector, eval at 128 x 128 with PAMR (10 iterations,
 dilations 1, 2, 4, 8) then a 3 x 3 median filter.
-The layer is read from defaults["diffcut"]["tap"] (official: FEATURE_TAP); the organism's last encoder
+The layer is the "tap" parameter (official: FEATURE_TAP, see `zsnb.registry`); the organism's last encoder
 level is 4 x 4, so its tap is an 8 x 8 or 16 x 16 self-attention layer chosen on training scenes.
 
 Deliberate deviations (on clean inputs the leaf partition is the official one; the tests check it):
@@ -55,6 +56,8 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits  # installed with scikit-learn
 from torch import Tensor
 
+from zsnb.diffseg import size_pair
+from zsnb.errors import ZsnbError
 from zsnb.pamr import pamr
 from zsnb.precision import as_real, real_dtype
 
@@ -90,22 +93,22 @@ def _check_features(features: Any, name: str = "features") -> Tensor:
     """Validate (h, w, C) or (N, C) features; return them flattened to (N, C)."""
     if not isinstance(features, Tensor) or features.ndim not in (2, 3):
         shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"{name} must be a tensor (h, w, C) or (N, C); got {shape}.")
+        raise ZsnbError(f"{name} must be a tensor (h, w, C) or (N, C); got {shape}.")
     flat = features.reshape(-1, features.shape[-1])
     if flat.shape[0] < 2 or flat.shape[1] < 1:
-        raise ValueError(f"{name} has {flat.shape[0]} tokens of {flat.shape[1]} channels; a cut needs at "
+        raise ZsnbError(f"{name} has {flat.shape[0]} tokens of {flat.shape[1]} channels; a cut needs at "
                          "least two tokens with at least one channel.")
     if not torch.isfinite(flat).all():
-        raise ValueError(f"{name} contains NaN or Inf; pass finite features (fp16 UNet overflow? "
+        raise ZsnbError(f"{name} contains NaN or Inf; pass finite features (fp16 UNet overflow? "
                          "capture in float32).")
     return flat
 
 
 def _check_positive(**values: float) -> None:
-    """Raise ValueError naming the first argument that is not a finite positive number."""
+    """Raise ZsnbError naming the first argument that is not a finite positive number."""
     for name, v in values.items():
         if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name}={v!r} must be a finite positive number (DiffCut: tau 0.5, alpha 10).")
+            raise ZsnbError(f"{name}={v!r} must be a finite positive number (DiffCut: tau 0.5, alpha 10).")
 
 
 def affinity(features: Tensor, alpha: float = 10.0) -> Tensor:
@@ -144,7 +147,7 @@ def fiedler(w: Tensor, solver: str = "auto") -> Tensor | None:
     Sign convention: the largest-|value| entry is positive. solver: "auto", "dense" or "lanczos".
     """
     if solver not in ("auto", "dense", "lanczos"):
-        raise ValueError(f"solver={solver!r}; use 'auto', 'dense' or 'lanczos'.")
+        raise ZsnbError(f"solver={solver!r}; use 'auto', 'dense' or 'lanczos'.")
     d = w.sum(1).clamp_min(torch.finfo(w.dtype).tiny)  # degrees; the self-loop keeps them >= ~1 in practice
     s = d.rsqrt()
     u = d.sqrt() / d.sqrt().norm()  # trivial eigenvector of M, eigenvalue 1
@@ -236,23 +239,15 @@ def recursive_ncut(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_
     return recursive_ncut_tree(features, tau, alpha, min_size, max_depth, solver)[0]
 
 
-def _size_pair(size: int | tuple[int, int], name: str) -> tuple[int, int]:
-    """int or (H, W) -> (H, W) of positive ints, else ValueError naming the argument."""
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
-        raise ValueError(f"{name}={size!r} must be a positive int or a pair (H, W) of positive ints.")
-    return pair
-
-
 def assign_concepts(labels: Tensor, features: Tensor, out_size: int | tuple[int, int]) -> Tensor:
     """Labels (h, w), features (h, w, C) -> (out_size, out_size) long: argmax_k <upsampled f, concept_k>."""
-    size = _size_pair(out_size, "out_size")
+    size = size_pair(out_size, "out_size")
     if not isinstance(features, Tensor) or features.ndim != 3:
-        raise ValueError("features must be a (h, w, C) tensor.")
+        raise ZsnbError("features must be a (h, w, C) tensor.")
     _check_features(features)
     if not isinstance(labels, Tensor) or labels.shape != features.shape[:2] or labels.is_floating_point():
         got = getattr(labels, "shape", type(labels).__name__)
-        raise ValueError(f"labels must be an integer (h, w) tensor matching features "
+        raise ZsnbError(f"labels must be an integer (h, w) tensor matching features "
                          f"{tuple(features.shape[:2])}; got {got}.")
     unit = F.normalize(as_real(features), dim=-1)  # (h, w, C)
     ids, inverse = labels.flatten().unique(return_inverse=True)  # (k,), (h*w,)
@@ -271,14 +266,16 @@ def segment(features: Tensor, image: Tensor | None = None, tau: float = 0.5, alp
 
     refine=True needs the image: it is resized bilinearly to out_size, then PAMR and a 3 x 3 median run.
     """
+    if isinstance(features, np.ndarray):
+        features = torch.from_numpy(features)
     if refine and image is None:
-        raise ValueError("refine=True needs image (3, H, W) in [0, 1]; pass image=... or refine=False.")
+        raise ZsnbError("refine=True needs image (3, H, W) in [0, 1]; pass image=... or refine=False.")
     if image is not None and (not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3):
         got = getattr(image, "shape", type(image).__name__)
-        raise ValueError(f"image must be a (3, H, W) tensor in [0, 1]; got {got}.")
+        raise ZsnbError(f"image must be a (3, H, W) tensor in [0, 1]; got {got}.")
     if out_size is None:
         out_size = tuple(image.shape[1:]) if image is not None else tuple(features.shape[:2])
-    size = _size_pair(out_size, "out_size")
+    size = size_pair(out_size, "out_size")
     labels = assign_concepts(recursive_ncut(features, tau, alpha, min_size, max_depth), features, size)
     if not refine:
         return labels
@@ -286,43 +283,18 @@ def segment(features: Tensor, image: Tensor | None = None, tau: float = 0.5, alp
     return pamr(small, labels.to(small.device), pamr_iterations, tuple(pamr_dilations))
 
 
-def segment_capture(cap: Any, index: int, params: dict[str, Any], out_size: int | None = None) -> Tensor:
-    """Image `index` of a Capture holding params["tap"] at params["timestep"] -> (S, S) long labels.
+def segment_capture(cap: Any, index: int, params: dict[str, Any], out_hw: tuple[int, int]) -> Tensor:
+    """Image `index` of a Capture holding params["tap"] at params["timestep"] -> (H, W) = out_hw long labels.
 
-    params as backbone.defaults["diffcut"]; labels are made at params["out_size"] (None: the captured
-    image's side) and enlarged or shrunk to S = out_size (None: the captured side) by nearest neighbour.
+    params: tap, timestep, tau, alpha, refine, out_size, pamr_iterations, pamr_dilations (`zsnb.registry`).
+    Labels are made at params["out_size"] (official evaluation: 128; None: at out_hw) and resized to out_hw
+    by nearest neighbour.
     """
-    image = cap.images[index]  # (3, R, R) in [0, 1], as fed to the backbone
-    side = out_size or image.shape[-1]
+    image = cap.images[index]  # (3, S, S) in [0, 1], as fed to the backbone
+    out_hw = size_pair(out_hw, "out_hw")
     labels = segment(cap.features(params["timestep"], params["tap"], index), image=image, tau=params["tau"],
-                     alpha=params["alpha"], out_size=params["out_size"] or image.shape[-1],
-                     refine=params["refine"], pamr_iterations=params["pamr_iterations"],
-                     pamr_dilations=tuple(params["pamr_dilations"]))
-    if labels.shape != (side, side):
-        labels = F.interpolate(labels[None, None].float(), size=(side, side), mode="nearest-exact")[0, 0]
+                     alpha=params["alpha"], out_size=params["out_size"] or out_hw, refine=params["refine"],
+                     pamr_iterations=params["pamr_iterations"], pamr_dilations=tuple(params["pamr_dilations"]))
+    if labels.shape != out_hw:
+        labels = F.interpolate(labels[None, None].float(), size=out_hw, mode="nearest-exact")[0, 0]
     return labels.long()
-
-
-def run(backbone: Any, image: Any, *, label_size: int | None = None, **overrides: Any) -> Tensor:
-    """Image (path, PIL, array or (3, H, W)) -> (L, L) long labels, L = label_size or backbone.resolution R.
-
-    Parameters come from backbone.defaults["diffcut"] (tap, timestep, noise, seed, tau, alpha, refine,
-    out_size, pamr_iterations, pamr_dilations); keyword overrides replace them. tap is a `capture` alias
-    (official: FEATURE_TAP) or an attention layer name. out_size None means R; labels made at out_size
-    (official eval: 128) are resized to L by nearest neighbour (the official evaluation: L = out_size).
-    """
-    # Imported here so that the algorithm above needs neither diffusers nor a backbone. (`zsnb.capture` is
-    # the function once zsnb is imported, so the module's attribute path would not work.)
-    from zsnb.capture import capture
-    from zsnb.images import load_image
-
-    params = dict(backbone.defaults["diffcut"])
-    unknown = set(overrides) - set(params)
-    if unknown:
-        raise ValueError(f"unknown overrides {sorted(unknown)}; valid keys are {sorted(params)}.")
-    params.update(overrides)
-    res = int(backbone.resolution)
-    x = load_image(image, res)  # (3, R, R) in [0, 1]
-    cap = capture(backbone, x, timesteps=(params["timestep"],), noise=params["noise"], seed=params["seed"],
-                  prompt="", attention=None, features=(params["tap"],), stop_after="auto")
-    return segment_capture(cap, 0, params, label_size or res)

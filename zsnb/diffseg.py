@@ -7,8 +7,8 @@ close in symmetric KL divergence yields object proposals, and a per-pixel argmax
 
 Stages: `aggregate` (multi-resolution maps -> (R, R, R, R)), `anchor_grid`, `proposals` (iterative
 merging, via `merge_anchors` then `merge_greedy`), optional `kmeans_refine`, `assign` (upsample +
-argmax, the paper's "NMS"); `segment` runs them all, `run` adds the backbone; `label_segments` names
-segments from cross-attention.
+argmax, the paper's "NMS"); `segment` runs them all, `segment_capture` reads a Capture (the registry's
+entry point, `zsnb.segment("diffseg", ...)`); `label_segments` names segments from cross-attention.
 
 Official defaults: SD v1.4, clean latent (no noise), t = 300, empty prompt, all 16 self-attention layers
 (64/32/16/8 with 5/5/5/1 layers), resolution weights [64, 32, 16, 8] / 120, 16 x 16 anchors at
@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zsnb.errors import ZsnbError
 from zsnb.precision import as_real, real_dtype
 
 # Floor for log(): the smallest normal float32. Values above it are untouched; zeros get a finite log.
@@ -50,25 +51,42 @@ SUM_TOLERANCE: float = 1e-2
 
 
 def _check_distributions(maps: Tensor, name: str) -> Tensor:
-    """(N, D) -> (N,) row sums; ValueError unless every row is a finite, non-negative distribution."""
+    """(N, D) -> (N,) row sums; ZsnbError unless every row is a finite, non-negative distribution."""
     sums = maps.sum(dim=1, dtype=torch.float32)  # NaN and Inf propagate into the sums
     if not torch.isfinite(sums).all():
-        raise ValueError(f"{name} contains NaN or Inf; pass finite attention probabilities.")
+        raise ZsnbError(f"{name} contains NaN or Inf; pass finite attention probabilities.")
     if (maps.min() < 0).item():
-        raise ValueError(f"{name} has negative entries; pass probabilities (softmax outputs), not logits.")
+        raise ZsnbError(f"{name} has negative entries; pass probabilities (softmax outputs), not logits.")
     worst = (sums - 1).abs().max().item()
     if worst > SUM_TOLERANCE:
-        raise ValueError(f"{name}: rows must sum to 1 (worst deviation {worst:.3g}); pass row-stochastic "
+        raise ZsnbError(f"{name}: rows must sum to 1 (worst deviation {worst:.3g}); pass row-stochastic "
                          "attention probabilities averaged over heads.")
     return sums
 
 
 def _side(n: int, name: str) -> int:
-    """Side r of a square map with n = r * r pixels, else ValueError."""
+    """Side r of a square map with n = r * r pixels, else ZsnbError."""
     r = math.isqrt(n)
     if r * r != n:
-        raise ValueError(f"{name}: {n} pixels is not a square map; pass maps of square r x r images.")
+        raise ZsnbError(f"{name}: {n} pixels is not a square map; pass maps of square r x r images.")
     return r
+
+
+def _as_tensor(x: Any, name: str) -> Tensor:
+    """A tensor or numpy array as a tensor (shared memory); ZsnbError naming `name` for anything else."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise ZsnbError(f"{name} is a {type(x).__name__}; pass a torch tensor or a numpy array.")
+    return x
+
+
+def size_pair(size: int | Sequence[int], name: str = "out_size") -> tuple[int, int]:
+    """int or (H, W) -> (H, W) of positive ints, else ZsnbError naming the argument."""
+    pair = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, numbers.Integral) and s >= 1 for s in pair):
+        raise ZsnbError(f"{name}={size!r} must be a positive int or a pair (H, W) of positive ints.")
+    return int(pair[0]), int(pair[1])
 
 
 def _interp_matrix(r: int, size: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -77,7 +95,7 @@ def _interp_matrix(r: int, size: int, dtype: torch.dtype = torch.float32) -> Ten
     return F.interpolate(eye, size=size, mode="linear", align_corners=False)[:, 0, :].T
 
 
-def aggregate(maps: Mapping[str, Tensor], out_res: int | None = None,
+def aggregate(maps: Mapping[str, Tensor | np.ndarray], out_res: int | None = None,
               weights: Mapping[int, float] | None = None) -> Tensor:
     """{layer: (r*r, r*r) row-stochastic} -> (R, R, R, R) float32 (float64 if the maps are): [qy, qx, ky, kx].
 
@@ -87,22 +105,23 @@ def aggregate(maps: Mapping[str, Tensor], out_res: int | None = None,
     R = out_res, default the largest r present.
     """
     if not maps:
-        raise ValueError("maps is empty; pass {layer_name: (Q, K) self-attention probabilities}.")
+        raise ZsnbError("maps is empty; pass {layer_name: (Q, K) self-attention probabilities}.")
     by_res: dict[int, list[tuple[Tensor, Tensor]]] = {}  # r -> [(map, row sums)]
     for name, m in maps.items():
+        m = _as_tensor(m, f"maps[{name!r}]")
         if m.ndim != 2 or m.shape[0] != m.shape[1]:
-            raise ValueError(f"maps[{name!r}] has shape {tuple(m.shape)}; pass (Q, K) with Q == K == r*r.")
+            raise ZsnbError(f"maps[{name!r}] has shape {tuple(m.shape)}; pass (Q, K) with Q == K == r*r.")
         sums = _check_distributions(m, f"maps[{name!r}]")
         by_res.setdefault(_side(m.shape[0], f"maps[{name!r}]"), []).append((m, sums))
     R = out_res if out_res is not None else max(by_res)
     if R < 1:
-        raise ValueError(f"out_res={out_res} must be a positive integer.")
+        raise ZsnbError(f"out_res={out_res} must be a positive integer.")
     if weights is None:
         weights = {r: float(r) for r in by_res}
     missing = set(by_res) - set(weights)
     total = sum(weights.get(r, 0.0) for r in by_res)
     if missing or not all(w >= 0 and math.isfinite(w) for w in weights.values()) or not total > 0:
-        raise ValueError(f"weights={dict(weights)}: give a finite non-negative weight, not all zero, for "
+        raise ZsnbError(f"weights={dict(weights)}: give a finite non-negative weight, not all zero, for "
                          f"every resolution present {sorted(by_res)} (missing {sorted(missing)}).")
     dtype = real_dtype(next(iter(maps.values())))
     out = torch.zeros(R, R, R * R, dtype=dtype)
@@ -137,20 +156,24 @@ def anchor_grid(res: int, num_points: int) -> Tensor:
     Step s = (R-1) // (M-1), span = s*(M-1), offset = (R-1-span) // 2: coords offset + s*k; M=1 -> centre.
     """
     if not 1 <= num_points <= res:
-        raise ValueError(f"num_points={num_points} must be in 1..{res} (the attention resolution); "
+        raise ZsnbError(f"num_points={num_points} must be in 1..{res} (the attention resolution); "
                          "use a smaller grid.")
     step = (res - 1) // (num_points - 1) if num_points > 1 else 0
     coords = (res - 1 - step * (num_points - 1)) // 2 + step * torch.arange(num_points)
     return torch.cartesian_prod(coords, coords)
 
 
-def symmetric_kl(p: Tensor, q: Tensor, log_p: Tensor | None = None, log_q: Tensor | None = None) -> Tensor:
+def symmetric_kl(p: Tensor, q: Tensor, log_p: Tensor | None = None, log_q: Tensor | None = None,
+                 paired: bool = False) -> Tensor:
     """(A, D), (N, D) row distributions -> (A, N) KL(p||q)/2 + KL(q||p)/2; logs of values >= LOG_FLOOR.
 
-    Expanded as (Σp log p + Σq log q - p·log qᵀ - log p·qᵀ) / 2: two GEMMs, no (A, N, D) broadcast.
+    All pairs are expanded as (Σp log p + Σq log q - p·log qᵀ - log p·qᵀ) / 2: two GEMMs, no (A, N, D)
+    broadcast. paired=True: p and q of one shape (..., D), row i against row i only -> (...,).
     """
     log_p = p.clamp_min(LOG_FLOOR).log_() if log_p is None else log_p
     log_q = q.clamp_min(LOG_FLOOR).log_() if log_q is None else log_q
+    if paired:
+        return 0.5 * ((p - q) * (log_p - log_q)).sum(-1)
     h_p = torch.linalg.vecdot(p, log_p)  # (A,) negative entropies
     h_q = torch.linalg.vecdot(q, log_q)  # (N,)
     return 0.5 * (h_p[:, None] + h_q[None, :] - p @ log_q.T - log_p @ q.T)
@@ -185,21 +208,22 @@ def merge_greedy(props: Tensor, tau: float) -> Tensor:
 def _thresholds(kl_threshold: float | Sequence[float], iterations: int) -> list[float]:
     """One validated threshold per iteration."""
     if iterations < 1:
-        raise ValueError(f"iterations={iterations} must be at least 1.")
+        raise ZsnbError(f"iterations={iterations} must be at least 1.")
     taus = [kl_threshold] * iterations if isinstance(kl_threshold, numbers.Real) else list(kl_threshold)
     if len(taus) != iterations:
-        raise ValueError(f"kl_threshold has {len(taus)} values but iterations={iterations}; "
+        raise ZsnbError(f"kl_threshold has {len(taus)} values but iterations={iterations}; "
                          "pass one value per iteration or a single float.")
     if not all(math.isfinite(t) and t > 0 for t in taus):
-        raise ValueError(f"kl_threshold={kl_threshold} must be finite and positive (official 0.9-1.1).")
+        raise ZsnbError(f"kl_threshold={kl_threshold} must be finite and positive (official 0.9-1.1).")
     return taus
 
 
-def proposals(aggregated: Tensor, kl_threshold: float | Sequence[float] = 1.1, num_points: int = 16,
+def proposals(aggregated: Tensor | np.ndarray, kl_threshold: float | Sequence[float] = 1.1, num_points: int = 16,
               iterations: int = 3) -> list[Tensor]:
     """(R, R, R, R) -> one (n_i, R, R) tensor of merged proposals per iteration (n_0 = num_points**2)."""
+    aggregated = _as_tensor(aggregated, "aggregated")
     if aggregated.ndim != 4 or len(set(aggregated.shape)) != 1:
-        raise ValueError(f"aggregated has shape {tuple(aggregated.shape)}; "
+        raise ZsnbError(f"aggregated has shape {tuple(aggregated.shape)}; "
                          "pass (R, R, R, R) maps from aggregate().")
     R = aggregated.shape[0]
     taus = _thresholds(kl_threshold, iterations)
@@ -227,24 +251,22 @@ def kmeans_refine(aggregated: Tensor, props: Tensor) -> Tensor:
     return (sums / torch.bincount(inverse)[:, None]).view(-1, R, R)
 
 
-def assign(props: Tensor, out_size: int) -> Tensor:
-    """(k, R, R) proposals -> (out_size, out_size) long labels 0..k'-1: bilinear upsample, argmax, compact."""
-    if out_size < 1:
-        raise ValueError(f"out_size={out_size} must be a positive integer.")
-    up = F.interpolate(as_real(props[None]), size=(out_size, out_size), mode="bilinear", align_corners=False)
+def assign(props: Tensor, out_size: int | tuple[int, int]) -> Tensor:
+    """(k, R, R) proposals -> (H, W) = out_size long labels 0..k'-1: bilinear upsample, argmax, compact."""
+    up = F.interpolate(as_real(props[None]), size=size_pair(out_size), mode="bilinear", align_corners=False)
     winner = up[0].max(0).indices  # ties go to the first proposal, as tf.argmax; faster than argmax(0)
     used = torch.zeros(len(props), dtype=torch.long).index_fill_(0, winner.flatten(), 1)
     return (used.cumsum(0) - 1)[winner]  # compact: proposals that win no pixel leave no gap
 
 
-def segment(aggregated: Tensor, kl_threshold: float | Sequence[float] = 1.1, num_points: int = 16,
-            iterations: int = 3, refine: bool = False, out_size: int = 512) -> Tensor:
-    """(R, R, R, R) aggregated maps -> (out_size, out_size) long label map with labels 0..k-1.
+def segment(aggregated: Tensor | np.ndarray, kl_threshold: float | Sequence[float] = 1.1, num_points: int = 16,
+            iterations: int = 3, refine: bool = False, out_size: int | tuple[int, int] = 512) -> Tensor:
+    """(R, R, R, R) aggregated maps -> (H, W) = out_size long label map with labels 0..k-1.
 
     kl_threshold: one float, or one per iteration. num_points: anchors per side (num_points**2 anchors).
     """
-    if out_size < 1:
-        raise ValueError(f"out_size={out_size} must be a positive integer.")
+    size_pair(out_size)  # fail before the merge, not after
+    aggregated = _as_tensor(aggregated, "aggregated")
     props = proposals(aggregated, kl_threshold, num_points, iterations)[-1]
     if refine:
         props = kmeans_refine(aggregated, props)
@@ -262,12 +284,12 @@ def label_segments(labels: Tensor, cross_attention: Tensor, tokens: Mapping[str,
         s = _side(cross_attention.shape[0], "cross_attention")
         cross_attention = cross_attention.reshape(s, s, -1)
     if cross_attention.ndim != 3 or labels.ndim != 2:
-        raise ValueError("pass labels (H, W) and cross_attention (h, w, T) or (h*w, T).")
+        raise ZsnbError("pass labels (H, W) and cross_attention (h, w, T) or (h*w, T).")
     if not torch.isfinite(cross_attention).all() or (cross_attention.min() < 0).item():
-        raise ValueError("cross_attention must be finite and non-negative (attention probabilities).")
+        raise ZsnbError("cross_attention must be finite and non-negative (attention probabilities).")
     n_tok = cross_attention.shape[-1]
     if not tokens or not all(0 <= i < n_tok for i in tokens.values()):
-        raise ValueError(f"tokens must map words to indices in 0..{n_tok - 1}; got {dict(tokens)}.")
+        raise ZsnbError(f"tokens must map words to indices in 0..{n_tok - 1}; got {dict(tokens)}.")
     x = cross_attention.permute(2, 0, 1)[None].float()  # (1, T, h, w)
     x = F.interpolate(x, size=tuple(labels.shape), mode="bilinear", align_corners=False)[0]
     x = x / x.sum(0, keepdim=True).clamp_min(LOG_FLOOR)  # renormalise over tokens per pixel
@@ -280,33 +302,12 @@ def label_segments(labels: Tensor, cross_attention: Tensor, tokens: Mapping[str,
     return {int(i): words[int(b)] for i, b in zip(ids, best, strict=True)}
 
 
-def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
-    """Image -> (S, S) long label map; S = side of the centre-cropped image if tensor/array, else native.
+def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
+    """Image `index` of a Capture holding self-attention at params["timestep"] -> (H, W) long labels.
 
-    Parameters come from backbone.defaults["diffseg"] (timestep, noise, seed, kl_threshold, num_points,
-    iterations, refine); keyword overrides replace them. seed draws the noise when noise is "seeded".
+    params: timestep, kl_threshold, num_points, iterations, refine (`zsnb.registry` resolves them).
     """
-    # Imported here so that the algorithm above needs neither diffusers nor a backbone. (Not `zsnb.capture`:
-    # the package rebinds that name to the function.)
-    from zsnb.capture import capture
-    from zsnb.images import load_image
-
-    params = dict(backbone.defaults["diffseg"])
-    unknown = set(overrides) - set(params)
-    if unknown:
-        raise ValueError(f"unknown overrides {sorted(unknown)}; valid keys are {sorted(params)}.")
-    params.update(overrides)
-    if isinstance(image, Tensor):
-        size = min(image.shape[-2:])  # (..., H, W)
-    elif isinstance(image, np.ndarray):
-        size = min(image.shape[:2])  # (H, W[, C])
-    else:
-        size = backbone.resolution
-    x = load_image(image, backbone.resolution)
     t = params["timestep"]
-    cap = capture(backbone, x, timesteps=(t,), noise=params["noise"], seed=params["seed"], prompt="",
-                  attention="self")
-    maps = {k: as_real(v).cpu() for k, v in cap.self_attention(t).items()}  # aggregate works on the CPU
-    return segment(aggregate(maps), kl_threshold=params["kl_threshold"],
-                   num_points=params["num_points"], iterations=params["iterations"],
-                   refine=params["refine"], out_size=int(size))
+    maps = {k: as_real(v).cpu() for k, v in cap.self_attention(t, index).items()}  # aggregate works on the CPU
+    return segment(aggregate(maps), kl_threshold=params["kl_threshold"], num_points=params["num_points"],
+                   iterations=params["iterations"], refine=params["refine"], out_size=out_hw)

@@ -4,13 +4,16 @@
         --out runs/eval/diffseg-coco --device cuda
     accelerate launch --num_processes 8 -m zsnb.evaluate ...        # shards the images over 8 processes
 
-Each method runs with its backbone's defaults (the official ones for real backbones) and the paper's
-preprocessing (`zsnb.data.prepare`). Every finished image is appended as one JSON line to
-OUT/records-<rank>.jsonl (written in one call, flushed, fsynced), so an interrupted run loses at most the
-images in flight and a rerun with the same OUT resumes with the rest. When every image is done, the main
-process merges all record files into OUT/results.json and OUT/results.md, the paper's number beside ours.
-OUT/config.json records the method, backbone, dataset, weights and parameters; resuming with any of them
-changed is refused, so records of two models never mix.
+Each method runs with its registry parameters on the backbone and dataset (`zsnb.registry.params`: the
+official ones, with the paper's per-dataset settings, for real backbones) and the paper's preprocessing
+(`zsnb.data.prepare`: the method's input size, label size and crop). Every finished image is appended as
+one JSON line to OUT/records-<rank>.jsonl (written in one call, flushed, fsynced), so an interrupted run
+loses at most the images in flight and a rerun with the same OUT resumes with the rest. When every image
+is done, the main process merges all record files into OUT/results.json and OUT/results.md, the paper's
+number beside ours.
+OUT/config.json records the method, backbone, dataset, weights, dtype and parameters; resuming with any of
+them changed is refused, so records of two models never mix. `--weights random` runs a backbone's
+architecture with random weights, offline.
 Across nodes (`accelerate launch --num_machines ...`), OUT must be on a filesystem every node sees.
 On a CPU-only machine, `accelerate launch --multi_gpu --num_processes 2 ... --device cpu` runs 2 processes.
 
@@ -28,7 +31,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +39,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import data, diffcut, diffseg, hierarchy, metrics, organism, worldeval
+from zsnb import data, metrics, organism, registry, worldeval
 from zsnb.backbones import Backbone, load_backbone
-from zsnb.errors import UnknownNameError, ZsnbError
+from zsnb.errors import ZsnbError
 
-METHODS: tuple[str, ...] = ("diffseg", "diffcut", "adaptive")
-RUNNERS: dict[str, Callable[..., torch.Tensor]] = {"diffseg": diffseg.run, "diffcut": diffcut.run,
-                                                    "adaptive": hierarchy.run}
-# Published mIoU / pixel accuracy (%) by (method, backbone, dataset), anchors.md §2.2; each names its source.
-_DIFFSEG = "Tian et al., CVPR 2024 (accuracy quoted from memory in anchors.md, unverified)"
-_DIFFCUT = "Couairon et al., NeurIPS 2024, Table {} (with PAMR)"
-PAPER: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("diffseg", "sd14", "coco-stuff-27"): {"miou": 43.6, "acc": 72.5, "source": _DIFFSEG + ", tau 1.1"},
-    ("diffseg", "sd14", "cityscapes-27"): {"miou": 21.2, "acc": 76.0, "source": _DIFFSEG + ", tau 0.9"},
-    ("diffcut", "ssd-1b", "coco-stuff-27"): {"miou": 49.1, "source": _DIFFCUT.format(1)},
-    ("diffcut", "ssd-1b", "cityscapes-27"): {"miou": 30.6, "source": _DIFFCUT.format(1)},
-    ("diffcut", "ssd-1b", "voc2012"): {"miou": 65.2, "source": _DIFFCUT.format(1)},
-    ("diffcut", "sd14", "coco-stuff-27"): {"miou": 45.2, "source": _DIFFCUT.format(7)},
-    ("diffcut", "sd14", "cityscapes-27"): {"miou": 24.5, "source": _DIFFCUT.format(7)},
-    ("diffcut", "sd14", "voc2012"): {"miou": 57.5, "source": _DIFFCUT.format(7)},
-}
-
-
-def protocol(method: str, backbone: Backbone) -> tuple[int, int, int]:
-    """(image size, label size, crop shrink) of a method's official evaluation on this backbone."""
-    if method == "diffcut":  # crop min side - 1, input at the backbone's size, labels at out_size (128)
-        return backbone.resolution, backbone.defaults["diffcut"]["out_size"] or backbone.resolution, 1
-    return backbone.resolution, backbone.resolution, 0  # DiffSeg: crop min side, evaluate at 512
-
+DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 def score_sample(pred: torch.Tensor, sample: data.Sample, label: np.ndarray, dataset: data.Dataset) -> dict:
     """One image's record: Hungarian TP/FP/FN per class (real datasets) or segment scores (world)."""
@@ -140,19 +120,21 @@ def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indic
     """Segment and score the images `indices` not yet recorded in OUT; returns how many were done now."""
     done = set(read_records(out))
     todo = [i for i in indices if i not in done]
-    image_size, label_size, shrink = protocol(method, backbone)
-    runner = RUNNERS[method]
-    kwargs = {"label_size": label_size} if method == "diffcut" else {}
+    m, params = registry.get(method), registry.params(method, backbone, dataset.name)
+    image_size = params["size"]
+    label_size = params[m.label_key] or image_size
     path = out / f"records-{rank}.jsonl"
     _end_torn_line(path)
     for i in tqdm(todo, desc=f"{method} {dataset.name} [{rank}]", disable=not progress, position=rank):
         sample = dataset[i]
-        image, label = data.prepare(sample, image_size, label_size, shrink)
+        image, label = data.prepare(sample, image_size, label_size, m.crop_shrink)
         if sample.parts is not None:  # world: parts need the same preparation as the objects
-            _, parts = data.prepare(dataclasses.replace(sample, label=sample.parts), image_size, label_size, shrink)
+            _, parts = data.prepare(dataclasses.replace(sample, label=sample.parts), image_size, label_size,
+                                    m.crop_shrink)
             sample = dataclasses.replace(sample, parts=parts)
         start = time.perf_counter()
-        pred = runner(backbone, image, **kwargs)
+        cap = registry.capture_for(method, backbone, image[None], params)
+        pred = m.segment_capture(cap, 0, params, label.shape)
         record = {"index": i, "name": sample.name, "seconds": round(time.perf_counter() - start, 3),
                   **score_sample(pred, sample, label, dataset)}
         _append(path, record)
@@ -178,7 +160,7 @@ def write_results(out: Path, config: dict, dataset: data.Dataset, n_expected: in
     records = [r for i, r in sorted(read_records(out).items()) if i < n_expected]
     result = {"config": config, "complete": len(records) == n_expected, "n_expected": n_expected,
               "scores": summarise(records, dataset),
-              "paper": PAPER.get((config["method"], config["backbone"], config["dataset"])),
+              "paper": paper(config["method"], config["backbone"], config["dataset"]),
               "seconds_per_image": float(np.median([r["seconds"] for r in records])) if records else None}
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "results.md").write_text(markdown(result) + "\n")
@@ -191,9 +173,7 @@ def markdown(result: dict[str, Any]) -> str:
     head = (f"# {c['method']} on {c['dataset']} ({c['backbone']}, {s['n_images']} of {result['n_expected']} "
             f"images{'' if result['complete'] else ', INCOMPLETE'})\n\n")
     if "miou" not in s:
-        return head + ("| mIoU objects | mIoU parts | ARI objects | segments |\n|---|---|---|---|\n"
-                       f"| {s['miou_objects']:.3f} ± {s['miou_objects_se']:.3f} | {s['miou_parts']:.3f} ± "
-                       f"{s['miou_parts_se']:.3f} | {s['ari_objects']:.3f} | {s['segments']:.1f} |")
+        return head + worldeval.score_table({"ours": s}, label="")
     ref = paper or {}
     return head + ("| | mIoU (%) | pixel accuracy (%) | segments |\n|---|---|---|---|\n"
                    f"| ours | {s['miou']:.1f} | {s['acc']:.1f} | {s['segments']:.1f} |\n"
@@ -204,40 +184,41 @@ def markdown(result: dict[str, Any]) -> str:
 def table(results: Sequence[dict[str, Any]]) -> str:
     """Several results (one dataset kind) as one Markdown table, the paper's mIoU beside ours."""
     if results and "miou" not in results[0]["scores"]:
-        rows = [f"| {r['config']['method']} | {r['config']['backbone']} | {r['scores']['n_images']} | "
-                f"{r['scores']['miou_objects']:.3f} ± {r['scores']['miou_objects_se']:.3f} | "
-                f"{r['scores']['miou_parts']:.3f} ± {r['scores']['miou_parts_se']:.3f} | "
-                f"{r['scores']['segments']:.1f} |" for r in results]
-        return "\n".join(["| method | backbone | scenes | mIoU objects | mIoU parts | segments |",
-                          "|---|---|---|---|---|---|", *rows])
+        return worldeval.score_table({f"{r['config']['method']} ({r['config']['backbone']}, {r['scores']['n_images']} "
+                                      f"scenes)": r["scores"] for r in results},
+                                     columns=("miou_objects", "miou_parts", "segments"))
     rows = []
     for r in results:
         c, s = r["config"], r["scores"]
-        paper = PAPER.get((c["method"], c["backbone"], c["dataset"]), {})
+        ref = paper(c["method"], c["backbone"], c["dataset"]) or {}
         rows.append(f"| {c['method']} | {c['backbone']} | {c['dataset']} | {s['n_images']} | {s['miou']:.1f} | "
-                    f"{s['acc']:.1f} | {paper.get('miou', '-')} | {paper.get('source', 'none published')} |")
+                    f"{s['acc']:.1f} | {ref.get('miou', '-')} | {ref.get('source', 'none published')} |")
     return "\n".join(["| method | backbone | dataset | images | mIoU (%) | acc. (%) | paper mIoU | paper source |",
                       "|---|---|---|---|---|---|---|---|", *rows])
 
 
+def paper(method: str, backbone: str, dataset: str) -> dict[str, Any] | None:
+    """The published numbers of a registered method on (backbone, dataset), or None."""
+    return registry.REGISTRY[method].papers.get((backbone, dataset)) if method in registry.REGISTRY else None
+
+
 def paper_table() -> str:
-    """The published numbers zsnb compares against, as a Markdown table."""
-    rows = [f"| {m} | {b} | {d} | {v['miou']} | {v.get('acc', '-')} | {v['source']} |"
-            for (m, b, d), v in PAPER.items()]
+    """The published numbers zsnb compares against (every registered method's), as a Markdown table."""
+    rows = [f"| {name} | {b} | {d} | {v['miou']} | {v.get('acc', '-')} | {v['source']} |"
+            for name, m in registry.REGISTRY.items() for (b, d), v in m.papers.items()]
     return "\n".join(["| method | backbone | dataset | mIoU (%) | acc. (%) | source |", "|---|---|---|---|---|---|",
                       *rows])
 
 
 def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: str | Path | None = None,
              limit: int | None = None, device: str | None = None, dtype: str | None = None,
-             progress: bool = True) -> dict[str, Any] | None:
+             progress: bool = True, weights: str = "pretrained") -> dict[str, Any] | None:
     """Run (or resume) one evaluation into OUT; returns the results on the main process, None elsewhere.
 
     Under `accelerate launch` (or torchrun) the images are sharded by index over the processes, each on
     its own device; the main process waits for all of them and merges.
     """
-    if method not in METHODS:
-        raise UnknownNameError(f"unknown method {method!r}; choose one of {list(METHODS)}.")
+    registry.get(method)  # an unknown method fails here, before any loading
     if limit is not None and limit < 1:
         raise ZsnbError(f"--limit {limit}: give a positive number of images, or leave it out for all.")
     ds = data.load_dataset(dataset, root)
@@ -246,13 +227,13 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out)
-    torch_dtype = {None: None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-    if dtype not in torch_dtype:
+    if dtype is not None and dtype not in DTYPES:
         raise ZsnbError(f"--dtype {dtype}: use float16, bfloat16 or float32 (default: the backbone's).")
-    model = load_backbone(backbone, device=device or state.device, dtype=torch_dtype[dtype])
-    # Weights and method parameters are part of the run: records of a retrained or re-tuned model must not mix.
-    config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": dtype,
-              "weights": weights_id(model), "parameters": model.defaults.get(method)}  # --limit may grow
+    model = load_backbone(backbone, device=device or state.device, dtype=DTYPES.get(dtype), weights=weights)
+    # Weights, the dtype the model runs in (not how it was asked for) and method parameters are part of the run:
+    # records of a retrained, re-tuned or re-cast model must not mix.
+    config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": str(model.dtype).removeprefix(
+        "torch."), "weights": weights_id(model), "parameters": registry.params(method, model, dataset)}
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         _check_config(out, config)
@@ -272,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="dataset layouts (--root):\n" + "\n".join(
                                          f"  {k}:\n    " + v.replace("\n", "\n    ") for k, v in data.LAYOUTS.items()))
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=list(registry.REGISTRY))
     parser.add_argument("--backbone", default="organism", help="organism, sd14, sd15, sd21-base, ssd-1b, sdxl or a "
                         "local diffusers folder")
     parser.add_argument("--dataset", default="world", choices=[*data.DATASETS, "world"])
@@ -280,13 +261,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="results folder; rerunning into it resumes")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--device", help="default: this process's accelerator (cuda:<rank>) or cpu")
-    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--dtype", choices=list(DTYPES))
+    parser.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
+                        help="random: the backbone's architecture with seeded random weights, offline")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         result = evaluate(args.method, args.backbone, args.dataset, args.out, args.root, args.limit, args.device,
-                          args.dtype, not args.no_progress)
-    except ZsnbError as e:  # bad input: the message says what to fix, a traceback would bury it
+                          args.dtype, not args.no_progress, args.weights)
+    except ZsnbError as e:  # every zsnb error: the message says what to fix, a traceback would bury it
         parser.exit(2, f"zsnb.evaluate: error: {e}\n")
     if result is not None:
         print(markdown(result))

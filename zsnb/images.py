@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from zsnb.errors import ImageError
@@ -59,8 +60,8 @@ def _as_rgb(arr: np.ndarray) -> np.ndarray:
     return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
 
 
-def load_image(src: ImageLike, size: int | None = None) -> torch.Tensor:
-    """Centre-cropped square RGB image as a (3, size, size) float32 tensor in [0, 1] (size=None keeps the side)."""
+def image_tensor(src: ImageLike) -> torch.Tensor:
+    """Any supported image as a (3, H, W) float32 tensor in [0, 1] at its own size, validated."""
     arr = _as_rgb(_to_array(src))
     h, w = arr.shape[:2]
     if h == 0 or w == 0:
@@ -69,16 +70,25 @@ def load_image(src: ImageLike, size: int | None = None) -> torch.Tensor:
         raise ImageError("image contains NaN or Inf values; clean it before segmenting.")
     if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
         raise ImageError(f"float image values span [{arr.min():.3g}, {arr.max():.3g}]; scale them to [0, 1].")
-    side = min(h, w)
-    if side < MIN_SIDE:
+    if min(h, w) < MIN_SIDE:
         raise ImageError(f"image is {h}x{w}, too small: the shorter side must be at least {MIN_SIDE} pixels.")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> (3, *size): bilinear without antialiasing, like tf.image.resize in DiffSeg's code."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+
+
+def load_image(src: ImageLike, size: int | None = None) -> torch.Tensor:
+    """Centre-cropped square RGB image as a (3, size, size) float32 tensor in [0, 1] (size=None keeps the side)."""
+    tensor = image_tensor(src)
+    h, w = tensor.shape[1:]
+    side = min(h, w)
     if size is not None and size < MIN_SIDE:
         raise ImageError(f"size={size} is too small; use at least {MIN_SIDE} (backbones use their resolution).")
     top, left = (h - side) // 2, (w - side) // 2
-    tensor = torch.from_numpy(np.ascontiguousarray(arr[top : top + side, left : left + side])).permute(2, 0, 1)
-    tensor = tensor.float()
-    if size is not None and size != side:
-        # bilinear without antialiasing, like tf.image.resize in the official DiffSeg code
-        tensor = torch.nn.functional.interpolate(tensor[None], size=(size, size), mode="bilinear",
-                                                 align_corners=False)[0].clamp(0, 1)
-    return tensor
+    tensor = tensor[:, top : top + side, left : left + side]
+    return tensor if size is None else resize(tensor, (size, size))

@@ -19,19 +19,21 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from zsnb.errors import ZsnbError
+
 PAD_ID: int = int(np.iinfo(np.int64).min)  # ImageMatch.col_ids entry of an empty padding column
 
 
 def as_label_map(x: Any, name: str) -> np.ndarray:
-    """Numpy/torch (H, W) integer (or bool) label map -> (H, W) int64 numpy array; else ValueError."""
+    """Numpy/torch (H, W) integer (or bool) label map -> (H, W) int64 numpy array; else ZsnbError."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch here
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
-        raise ValueError(f"{name} has dtype {x.dtype}; label maps must hold integer ids: take the argmax or "
+        raise ZsnbError(f"{name} has dtype {x.dtype}; label maps must hold integer ids: take the argmax or "
                          f"cast with .astype(np.int64) / .long() first")
     if x.ndim != 2:
-        raise ValueError(f"{name} has shape {x.shape}; pass one (H, W) label map at a time")
+        raise ZsnbError(f"{name} has shape {x.shape}; pass one (H, W) label map at a time")
     return x.astype(np.int64)
 
 
@@ -39,7 +41,7 @@ def _pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert a (pred, gt) pair of (H, W) label maps."""
     p, g = as_label_map(pred, "pred"), as_label_map(gt, "gt")
     if p.shape != g.shape:
-        raise ValueError(f"pred has shape {p.shape} but gt has shape {g.shape}; resize pred to the label "
+        raise ZsnbError(f"pred has shape {p.shape} but gt has shape {g.shape}; resize pred to the label "
                          f"resolution (nearest) before scoring")
     return p, g
 
@@ -50,7 +52,7 @@ def _check_gt(gt: np.ndarray, n_class: int, ignore_index: int | None) -> None:
         return  # the official behaviour: anything outside [0, n_class) is silently unlabelled
     bad = np.setdiff1d(gt[(gt < 0) | (gt >= n_class)], [ignore_index])
     if bad.size:
-        raise ValueError(f"gt holds labels {bad[:5].tolist()} outside [0, {n_class}) that are not "
+        raise ZsnbError(f"gt holds labels {bad[:5].tolist()} outside [0, {n_class}) that are not "
                          f"ignore_index={ignore_index}; map them to ignore_index or pass ignore_index=None")
 
 
@@ -130,7 +132,7 @@ def match_image_background(pred: Any, gt: Any, n_class: int, background: int, *,
     p, g = _pair(pred, gt)
     _check_gt(g, n_class, ignore_index)
     if not 0 <= background < n_class:
-        raise ValueError(f"background={background} must be a class index in [0, {n_class})")
+        raise ZsnbError(f"background={background} must be a class index in [0, {n_class})")
     order = np.array([c for c in range(n_class) if c != background] + [background])  # new index -> class
     lut = np.argsort(order)  # class -> new index
     labelled = (g >= 0) & (g < n_class)
@@ -232,7 +234,7 @@ class DatasetHungarianAccumulator:
         p, g = _pair(pred, gt)
         _check_gt(g, self.n_class, self.ignore_index)
         if p.size and p.min() < 0:
-            raise ValueError("pred holds negative ids; dataset-level matching needs global cluster ids >= 0")
+            raise ZsnbError("pred holds negative ids; dataset-level matching needs global cluster ids >= 0")
         h = confusion(g, p, self.n_class)
         if h.shape[1] > self.hist.shape[1]:  # a new cluster id: widen the global histogram
             self.hist = np.pad(self.hist, ((0, 0), (0, h.shape[1] - self.hist.shape[1])))

@@ -6,7 +6,7 @@ Every function draws on axes it is given or returns a callable for `ipywidgets.i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -115,17 +115,3 @@ def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int]
         return fig
 
     return update
-
-
-def format_scores(results: Mapping[str, Mapping[str, float]]) -> str:
-    """{method: `zsnb.worldeval.score` dict} -> a fixed-precision text table with standard errors."""
-    cols = ("miou_objects", "miou_parts", "ari_objects", "ari_parts", "segments")
-    width = max(len(m) for m in results) + 2
-    lines = [" " * width + "".join(f"{c:>18}" for c in cols)]
-    for method, r in results.items():
-        cells = "".join(f"{r[c]:>10.3f} ± {r[c + '_se']:.3f}" for c in cols)
-        lines.append(f"{method:<{width}}{cells}")
-    first = next(iter(results.values()))
-    lines.append(f"(n = {first['n_scenes']:.0f} scenes; GT segments per scene: {first['gt_objects']:.2f} "
-                 f"objects, {first['gt_parts']:.2f} parts, background included)")
-    return "\n".join(lines)

@@ -19,6 +19,7 @@ import scipy.ndimage
 import torch
 from torch import Tensor
 
+from zsnb.errors import ZsnbError
 from zsnb.precision import as_real
 
 STD_EPS: float = 1e-8  # official: keeps flat regions (std 0) finite
@@ -47,20 +48,20 @@ def pamr_weights(image: Tensor, dilations: tuple[int, ...]) -> Tensor:
 
 
 def _check(image: Tensor, labels: Tensor, iterations: int, dilations: tuple[int, ...]) -> None:
-    """Raise ValueError naming the first bad argument of `pamr`."""
+    """Raise ZsnbError naming the first bad argument of `pamr`."""
     if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be a (3, H, W) tensor in [0, 1]; got "
+        raise ZsnbError(f"image must be a (3, H, W) tensor in [0, 1]; got "
                          f"{getattr(image, 'shape', type(image).__name__)}.")
     if not torch.isfinite(image).all():
-        raise ValueError("image contains NaN or Inf; pass a finite RGB image in [0, 1].")
+        raise ZsnbError("image contains NaN or Inf; pass a finite RGB image in [0, 1].")
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.shape != image.shape[1:]:
         got = getattr(labels, "shape", type(labels).__name__)
-        raise ValueError(f"labels must be an integer tensor of shape {tuple(image.shape[1:])} (the image's "
+        raise ZsnbError(f"labels must be an integer tensor of shape {tuple(image.shape[1:])} (the image's "
                          f"H, W); got {got}: resize one to the other.")
     if not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"iterations={iterations!r} must be an int >= 0 (DiffCut eval: 10).")
+        raise ZsnbError(f"iterations={iterations!r} must be an int >= 0 (DiffCut eval: 10).")
     if not dilations or not all(isinstance(d, int) and d > 0 for d in dilations):
-        raise ValueError(f"dilations={dilations!r} must be a non-empty tuple of positive ints, "
+        raise ZsnbError(f"dilations={dilations!r} must be a non-empty tuple of positive ints, "
                          "e.g. (1, 2, 4, 8).")
 
 

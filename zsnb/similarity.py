@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from zsnb import diffseg, worldeval
+from zsnb.errors import ZsnbError
 from zsnb.precision import as_real
 
 AGGREGATE = "aggregate"  # view name of DiffSeg's multi-resolution aggregate
@@ -40,7 +38,7 @@ def pool_labels(labels: Any, side: int) -> Tensor:
     """(H, H) int labels -> (side, side) long: majority label per block (ties: smallest id), else nearest."""
     lab = torch.as_tensor(np.asarray(labels)).long()
     if lab.ndim != 2 or lab.shape[0] != lab.shape[1] or side < 1:
-        raise ValueError(f"labels {tuple(lab.shape)} must be square (H, H) and side={side} positive.")
+        raise ZsnbError(f"labels {tuple(lab.shape)} must be square (H, H) and side={side} positive.")
     size = lab.shape[0]
     if size % side == 0:
         f = size // side
@@ -82,7 +80,7 @@ def own_mass(attn: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """(Q, Q) row-stochastic maps, (r, r) labels, Q = r*r -> (Q,) mass in own segment, (Q,) chance (area)."""
     flat = labels.flatten()
     if attn.ndim != 2 or attn.shape != (flat.numel(), flat.numel()):
-        raise ValueError(f"attn {tuple(attn.shape)} must be (Q, Q) with Q = labels.numel() = {flat.numel()}.")
+        raise ZsnbError(f"attn {tuple(attn.shape)} must be (Q, Q) with Q = labels.numel() = {flat.numel()}.")
     ids, inverse = flat.unique(return_inverse=True)
     onehot = F.one_hot(inverse, len(ids)).to(attn.dtype)  # (Q, C)
     mass = (attn @ onehot).gather(1, inverse[:, None])[:, 0] / attn.sum(1)
@@ -139,17 +137,15 @@ def sample_pairs(labels: Tensor, n: int, generator: torch.Generator) -> tuple[Te
 
 
 def pair_kl(attn: Tensor, pairs: Tensor) -> Tensor:
-    """(Q, Q) maps, (n, 2) pixel pairs -> (n,) KL(p||q)/2 + KL(q||p)/2, logs floored as in diffseg."""
-    p, q = as_real(attn[pairs[:, 0]]), as_real(attn[pairs[:, 1]])
-    log_p, log_q = p.clamp_min(diffseg.LOG_FLOOR).log(), q.clamp_min(diffseg.LOG_FLOOR).log()
-    return 0.5 * ((p - q) * (log_p - log_q)).sum(1)
+    """(Q, Q) maps, (n, 2) pixel pairs -> (n,) KL(p||q)/2 + KL(q||p)/2 (`diffseg.symmetric_kl`, paired)."""
+    return diffseg.symmetric_kl(as_real(attn[pairs[:, 0]]), as_real(attn[pairs[:, 1]]), paired=True)
 
 
 def roc_auc(negatives: Any, positives: Any) -> float:
     """(n,), (m,) scores -> ROC AUC = P(positive > negative) + P(tie)/2, via Mann-Whitney ranks."""
     neg, pos = np.asarray(negatives, float).ravel(), np.asarray(positives, float).ravel()
     if not len(neg) or not len(pos):
-        raise ValueError("roc_auc needs at least one negative and one positive score.")
+        raise ZsnbError("roc_auc needs at least one negative and one positive score.")
     _, inverse, counts = np.unique(np.concatenate([neg, pos]), return_inverse=True, return_counts=True)
     ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # average 1-based rank within ties
     m = len(pos)
@@ -223,94 +219,3 @@ def survey(backbone: Any, seeds: Sequence[int], timestep: int, levels: Sequence[
 def diffseg_views(names: Iterable[str]) -> list[str]:
     """The view names that are resolution means ("16x16", ...) or the aggregate, not single layers."""
     return [v for v in names if v == AGGREGATE or re.fullmatch(r"(\d+)x\1", v)]
-
-
-def plot_intra(ax: Axes, surveys: Mapping[str, Survey], level: str) -> None:
-    """Own-segment attention mass minus chance (± s.e. over scenes) per view, one series per survey."""
-    names = list(next(iter(surveys.values())).intra[level])
-    x = np.arange(len(names))
-    for j, (label, sv) in enumerate(surveys.items()):
-        s = sv.intra_summary(level)
-        ax.errorbar(x + 0.15 * (j - 0.5), [s[n][2] for n in names], yerr=[s[n][3] for n in names], fmt="o",
-                    ms=4, label=label)
-    ax.axhline(0, color="grey", lw=1, label="chance (segment area)")
-    ax.set_xticks(x, [short_name(n) for n in names], rotation=60, ha="right")
-    ax.set_ylabel("own-segment mass - chance")
-    ax.set_title(f"intra-attention similarity ({level})")
-    ax.legend(fontsize=7)
-
-
-def plot_inter(ax: Axes, sv: Survey, level: str, view: str, tau: float | None = None,
-               title: str = "") -> None:
-    """Histograms (log-spaced bins) of pair symmetric KL by pair kind, with DiffSeg's threshold tau."""
-    kl = sv.inter[level][view]
-    allv = np.concatenate(list(kl.values()))
-    lo, hi = np.quantile(allv[allv > 0], [0.001, 0.999]) if (allv > 0).any() else (1e-3, 1.0)
-    bins = np.geomspace(max(lo, 1e-6), max(hi, 2 * lo, 1e-5), 40)
-    for kind, vals in kl.items():
-        share = np.full(len(vals), 1 / max(len(vals), 1))  # bar heights: fraction of that kind's pairs
-        ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, weights=share, histtype="step", label=kind)
-    if tau is not None:
-        ax.axvline(tau, color="k", ls="--", lw=1, label=f"tau = {tau:g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("symmetric KL between the two pixels' maps")
-    ax.set_ylabel("fraction of pairs")
-    ax.set_title(title or f"{view}, {level}: AUC {sv.auc(level, view):.3f}")
-    ax.legend(fontsize=7)
-
-
-def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any) -> None:
-    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") over the (H, W, 3) image."""
-    image = np.clip(np.asarray(image), 0, 1)
-    for it, (ax, props) in enumerate(zip(axes, stages, strict=True)):
-        labels = diffseg.assign(props, image.shape[0])
-        ax.imshow(image)
-        ax.imshow(labels.numpy() % 20, cmap="tab20", vmin=0, vmax=19, alpha=0.6)
-        ax.set_title(f"iteration {it}: {len(props)} proposals\n-> {int(labels.max()) + 1} segments")
-        ax.axis("off")
-
-
-def show_diffseg(aggregated: Tensor, image: Any, kl_threshold: float = 1.1, num_points: int = 16,
-                 iterations: int = 3) -> Figure:
-    """New figure: the proposals after each iteration for these parameters (for `viz.explore`)."""
-    stages = diffseg.proposals(aggregated, kl_threshold, num_points, iterations)
-    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages), 2.6), squeeze=False)
-    plot_stages(axes[0], stages, image)
-    return fig
-
-
-def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, Sequence[Mapping]],
-               baselines: Mapping[str, Mapping] | None = None, tau: float | None = None) -> None:
-    """Three axes vs tau: mIoU objects, mIoU parts (± s.e.; baselines flat) and segments per image.
-
-    sweep: {method: [worldeval.score dict per tau]}; baselines: {method: one score dict}.
-    """
-    keys = ("miou_objects", "miou_parts", "segments")
-    for j, (name, rows) in enumerate(sweep.items()):
-        for ax, key in zip(axes, keys, strict=True):
-            se = [r.get(f"{key}_se", 0.0) for r in rows]
-            ax.errorbar(taus, [r[key] for r in rows], yerr=se, color=f"C{j}", marker="o", ms=3, label=name)
-    for j, (name, r) in enumerate((baselines or {}).items(), start=len(sweep)):
-        for ax, key in zip(axes[:2], keys[:2], strict=True):
-            ax.axhline(r[key], color=f"C{j}", ls="--", lw=1, label=name)
-    first = next(iter(sweep.values()))[0]
-    for level, ls in (("objects", "-"), ("parts", "--")):
-        axes[2].axhline(first[f"gt_{level}"], color="grey", ls=ls, lw=1, label=f"ground-truth {level}")
-    titles = ("mIoU vs object ground truth", "mIoU vs part ground truth", "segments per image")
-    for ax, title in zip(axes, titles, strict=True):
-        if tau is not None:
-            ax.axvline(tau, color="k", ls=":", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("KL threshold tau (dotted: default)")
-        ax.set_title(title)
-    axes[0].legend(fontsize=6)
-    axes[2].legend(fontsize=6)
-
-
-def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., Figure]:
-    """`show_diffseg` bound to one aggregate and image: f(kl_threshold, num_points, iterations) -> figure."""
-
-    def explore(kl_threshold: float = 1.1, num_points: int = 16, iterations: int = 3) -> Figure:
-        return show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
-
-    return explore

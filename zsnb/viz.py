@@ -1,10 +1,12 @@
-"""Plotting helpers shared by the notebooks: one style, axes passed in, figures saved to figures/."""
+"""All plotting of the notebooks (DiffCut's graph plots: `zsnb.ncut_viz`): one style, axes passed in, figures
+saved to figures/. Label maps, images and attention maps; DiffSeg's merge stages and explorer; the
+similarity survey's intra/inter plots; score-vs-threshold sweeps."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,9 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from torch import Tensor
+
+from zsnb import diffseg, similarity
 
 STYLE = {
     "figure.dpi": 80,
@@ -153,3 +158,94 @@ def query_explorer(cap, image: torch.Tensor, query: tuple[float, float] = (0.5, 
     return explore(draw, row=widgets.FloatSlider(query[0], min=0, max=1 - step, step=step),
                    col=widgets.FloatSlider(query[1], min=0, max=1 - step, step=step),
                    t=widgets.Dropdown(options=list(cap.timesteps)))
+
+
+def plot_intra(ax: Axes, surveys: Mapping[str, similarity.Survey], level: str) -> None:
+    """Own-segment attention mass minus chance (± s.e. over scenes) per view, one series per survey."""
+    names = list(next(iter(surveys.values())).intra[level])
+    x = np.arange(len(names))
+    for j, (label, sv) in enumerate(surveys.items()):
+        s = sv.intra_summary(level)
+        ax.errorbar(x + 0.15 * (j - 0.5), [s[n][2] for n in names], yerr=[s[n][3] for n in names], fmt="o",
+                    ms=4, label=label)
+    ax.axhline(0, color="grey", lw=1, label="chance (segment area)")
+    ax.set_xticks(x, [similarity.short_name(n) for n in names], rotation=60, ha="right")
+    ax.set_ylabel("own-segment mass - chance")
+    ax.set_title(f"intra-attention similarity ({level})")
+    ax.legend(fontsize=7)
+
+
+def plot_inter(ax: Axes, sv: similarity.Survey, level: str, view: str, tau: float | None = None,
+               title: str = "") -> None:
+    """Histograms (log-spaced bins) of pair symmetric KL by pair kind, with DiffSeg's threshold tau."""
+    kl = sv.inter[level][view]
+    allv = np.concatenate(list(kl.values()))
+    lo, hi = np.quantile(allv[allv > 0], [0.001, 0.999]) if (allv > 0).any() else (1e-3, 1.0)
+    bins = np.geomspace(max(lo, 1e-6), max(hi, 2 * lo, 1e-5), 40)
+    for kind, vals in kl.items():
+        share = np.full(len(vals), 1 / max(len(vals), 1))  # bar heights: fraction of that kind's pairs
+        ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, weights=share, histtype="step", label=kind)
+    if tau is not None:
+        ax.axvline(tau, color="k", ls="--", lw=1, label=f"tau = {tau:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("symmetric KL between the two pixels' maps")
+    ax.set_ylabel("fraction of pairs")
+    ax.set_title(title or f"{view}, {level}: AUC {sv.auc(level, view):.3f}")
+    ax.legend(fontsize=7)
+
+
+def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any) -> None:
+    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") over the (H, W, 3) image."""
+    image = np.clip(np.asarray(image), 0, 1)
+    for it, (ax, props) in enumerate(zip(axes, stages, strict=True)):
+        labels = diffseg.assign(props, image.shape[0])
+        ax.imshow(image)
+        ax.imshow(labels.numpy() % 20, cmap="tab20", vmin=0, vmax=19, alpha=0.6)
+        ax.set_title(f"iteration {it}: {len(props)} proposals\n-> {int(labels.max()) + 1} segments")
+        ax.axis("off")
+
+
+def show_diffseg(aggregated: Tensor, image: Any, kl_threshold: float = 1.1, num_points: int = 16,
+                 iterations: int = 3) -> Figure:
+    """New figure: the proposals after each iteration for these parameters (for `viz.explore`)."""
+    stages = diffseg.proposals(aggregated, kl_threshold, num_points, iterations)
+    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages), 2.6), squeeze=False)
+    plot_stages(axes[0], stages, image)
+    return fig
+
+
+def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, Sequence[Mapping]],
+               baselines: Mapping[str, Mapping] | None = None, tau: float | None = None) -> None:
+    """Three axes vs tau: mIoU objects, mIoU parts (± s.e.; baselines flat) and segments per image.
+
+    sweep: {method: [worldeval.score dict per tau]}; baselines: {method: one score dict}.
+    """
+    keys = ("miou_objects", "miou_parts", "segments")
+    for j, (name, rows) in enumerate(sweep.items()):
+        for ax, key in zip(axes, keys, strict=True):
+            se = [r.get(f"{key}_se", 0.0) for r in rows]
+            ax.errorbar(taus, [r[key] for r in rows], yerr=se, color=f"C{j}", marker="o", ms=3, label=name)
+    for j, (name, r) in enumerate((baselines or {}).items(), start=len(sweep)):
+        for ax, key in zip(axes[:2], keys[:2], strict=True):
+            ax.axhline(r[key], color=f"C{j}", ls="--", lw=1, label=name)
+    first = next(iter(sweep.values()))[0]
+    for level, ls in (("objects", "-"), ("parts", "--")):
+        axes[2].axhline(first[f"gt_{level}"], color="grey", ls=ls, lw=1, label=f"ground-truth {level}")
+    titles = ("mIoU vs object ground truth", "mIoU vs part ground truth", "segments per image")
+    for ax, title in zip(axes, titles, strict=True):
+        if tau is not None:
+            ax.axvline(tau, color="k", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("KL threshold tau (dotted: default)")
+        ax.set_title(title)
+    axes[0].legend(fontsize=6)
+    axes[2].legend(fontsize=6)
+
+
+def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., Figure]:
+    """`show_diffseg` bound to one aggregate and image: f(kl_threshold, num_points, iterations) -> figure."""
+
+    def explore(kl_threshold: float = 1.1, num_points: int = 16, iterations: int = 3) -> Figure:
+        return show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
+
+    return explore

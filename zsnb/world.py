@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zsnb.errors import ZsnbError
+
 EVAL_SEEDS: range = range(1_000_000, 1_000_500)  # held out: benchmarks and notebooks evaluate here
 TRAIN_SEEDS: range = range(0, 1_000_000)  # training scenes and every choice of default parameter
 DEFAULT_SIZE: int = 32
@@ -100,7 +102,7 @@ def _stripes(yy: np.ndarray, xx: np.ndarray, angle: float, period: float, phase:
 def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
     """Draw scene `seed` at `size` x `size`: image (H, W, 3) in [0, 1], parts and objects (H, W)."""
     if size < 8:
-        raise ValueError(f"size={size} is too small for a scene; use size >= 8 (the organism uses 32).")
+        raise ZsnbError(f"size={size} is too small for a scene; use size >= 8 (the organism uses 32).")
     rng = np.random.default_rng(seed)
     ax = (np.arange(size) + 0.5) / size * 2 - 1
     yy, xx = np.meshgrid(ax, ax, indexing="ij")

@@ -1,24 +1,32 @@
-"""Scoring segmentations of `zsnb.world` scenes against both ground-truth levels (objects and parts).
+"""The world harness: capture batches of `zsnb.world` scenes, run registered methods, score both levels.
 
 Each scene's ground-truth segments are its own classes (background included), matched to predicted
 segments by per-image Hungarian matching (`zsnb.metrics.segment_scores`); numbers are means over scenes
-with standard errors. Captures are batched: many scenes go through the UNet in one forward.
+with standard errors. Captures are batched: many scenes go through the UNet in one forward. Methods come
+from `zsnb.registry` (`predict`, `evaluate`); the experiments built on them live here too: the timestep
+sweep, static vs adaptive t* (`compare`, `paired_difference`), and the one score-table writer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import world
+from zsnb import hierarchy, metrics, registry, world
 from zsnb.backbones import Backbone
-from zsnb.capture import Capture, capture
+from zsnb.errors import ZsnbError
+from zsnb.extract import NOISE_SEED, Capture, capture
 from zsnb.metrics import segment_scores
 
 LEVELS: tuple[str, ...] = ("objects", "parts")
+COLUMNS: dict[str, str] = {"miou_objects": "mIoU objects", "miou_parts": "mIoU parts", "ari_objects": "ARI objects",
+                           "ari_parts": "ARI parts", "segments": "segments"}
 
 
 def scene_batches(seeds: Sequence[int], batch: int = 32, size: int = world.DEFAULT_SIZE
@@ -69,11 +77,132 @@ def score(preds: Sequence[torch.Tensor | np.ndarray], scenes: Sequence[world.Sce
     return out
 
 
-def evaluate(segmenter: Callable[[Capture, int, int], torch.Tensor], backbone: Backbone, seeds: Sequence[int],
-             timestep: int, batch: int = 32, progress: bool = True, **capture_kwargs) -> dict[str, float]:
-    """Score `segmenter(capture, timestep, index) -> (H, W) labels` on the scenes of `seeds`."""
+def method_captures(backbone: Backbone, method: str, seeds: Sequence[int], params: Mapping[str, Any],
+                    batch: int = 32, progress: bool = False) -> Iterator[tuple[list[world.Scene], Capture]]:
+    """(scenes, capture of what `method` needs with `params`, at params["size"]) for batches of `seeds`."""
+    n = registry.get(method).needs(params)
+    yield from captures(backbone, seeds, n.timesteps, batch, progress, noise=n.noise, seed=n.seed,
+                        attention=n.attention, features=n.features, stop_after=n.stop_after, size=params["size"])
+
+
+def predict(backbone: Backbone, method: str, seeds: Sequence[int], batch: int = 32, progress: bool = False,
+            **overrides: Any) -> tuple[list[torch.Tensor], list[world.Scene]]:
+    """Labels of registered `method` (its parameters on this backbone, overridden) for each scene, at its size."""
+    params = registry.params(method, backbone, **overrides)
+    segment = registry.get(method).segment_capture
     preds, scenes_all = [], []
-    for scenes, cap in captures(backbone, seeds, (timestep,), batch, progress, **capture_kwargs):
-        preds += [segmenter(cap, timestep, i) for i in range(len(scenes))]
+    for scenes, cap in method_captures(backbone, method, seeds, params, batch, progress):
+        preds += [segment(cap, i, params, s.objects.shape) for i, s in enumerate(scenes)]
         scenes_all += scenes
-    return score(preds, scenes_all)
+    return preds, scenes_all
+
+
+def evaluate(backbone: Backbone, method: str, seeds: Sequence[int], batch: int = 32, progress: bool = False,
+             **overrides: Any) -> dict[str, float]:
+    """`score` of registered `method` on the scenes of `seeds` (see `predict`)."""
+    return score(*predict(backbone, method, seeds, batch, progress, **overrides))
+
+
+def score_table(rows: Mapping[str, Mapping[str, float]], label: str = "method",
+                columns: Sequence[str] = ("miou_objects", "miou_parts", "ari_objects", "segments"),
+                with_se: Sequence[str] = ("miou_objects", "miou_parts")) -> str:
+    """{name: `score` dict} -> a Markdown table; `with_se` columns show ± their standard error."""
+    def cell(r: Mapping[str, float], key: str) -> str:
+        text = f"{r[key]:.1f}" if key == "segments" else f"{r[key]:.3f}"
+        return f"{text} ± {r[key + '_se']:.3f}" if key in with_se and f"{key}_se" in r else text
+
+    lines = [f"| {label} | " + " | ".join(COLUMNS.get(c, c) for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(cell(r, c) for c in columns) + " |" for name, r in rows.items()]
+    return "\n".join(lines)
+
+
+def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], noise: str = "none",
+                   seed: int = NOISE_SEED, batch: int = 32) -> dict[int, dict[str, Any]]:
+    """Per t: mean layer entropy by side, DiffSeg and DiffCut (the backbone's parameters, t replaced) scores.
+
+    One capture per batch holds every t (at DiffSeg's input size), so both methods see the same input.
+    """
+    ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
+    preds: dict[int, dict[str, list]] = {t: {"diffseg": [], "diffcut": [], "entropy": []} for t in timesteps}
+    scenes_all: list[world.Scene] = []
+    for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, progress=False, noise=noise, seed=seed,
+                                attention="self", features=(dc["tap"],), size=ds["size"]):
+        scenes_all += scenes
+        for t in timesteps:
+            for i, s in enumerate(scenes):
+                for name, p in (("diffseg", ds), ("diffcut", dc)):
+                    preds[t][name].append(registry.get(name).segment_capture(cap, i, {**p, "timestep": t},
+                                                                             s.objects.shape))
+                preds[t]["entropy"].append(hierarchy.layer_entropy(cap, t, i))
+    sides = {n: r for r, names in backbone.attention_layers("self").items() for n in names}
+    out = {}
+    for t, p in preds.items():
+        by_side = {r: float(np.mean([e[n] for e in p["entropy"] for n in e if sides[n] == r]))
+                   for r in sorted(set(sides.values()), reverse=True)}
+        out[t] = {"entropy": by_side, "diffseg": score(p["diffseg"], scenes_all),
+                  "diffcut": score(p["diffcut"], scenes_all)}
+    return out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration of `compare`: a static timestep t, or adaptive t* (criterion, target) when t is None."""
+
+    fusion: str
+    grouping: str
+    t: int | None = None
+    criterion: str | None = None
+    target: str | None = None
+
+    def __str__(self) -> str:
+        if self.t is not None:
+            return f"static t={self.t} | {self.fusion} | {self.grouping}"
+        name = self.criterion if self.target is None else f"{self.criterion}/{self.target}"
+        return f"adaptive {name} | {self.fusion} | {self.grouping}"
+
+
+def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
+            groupings: Sequence[str] = hierarchy.GROUPINGS, fusions: Sequence[str] = ("attention", "reweight"),
+            criteria: Sequence[str] = hierarchy.CRITERIA, targets: Sequence[str | None] = (None,),
+            params: Mapping[str, Mapping[str, Any]] | None = None, features_tap: str | None = None,
+            temperature: float = hierarchy.DEFAULT_TEMPERATURE, noise: str = "none", seed: int = NOISE_SEED,
+            batch: int = 32) -> tuple[dict[Setting, dict[str, float]], dict[Setting, list[torch.Tensor]],
+                                      list[world.Scene]]:
+    """(scores, label maps, scenes) of static-t and adaptive-t* groupings, one multi-t capture per batch.
+
+    Keyed by `Setting`: every static t and every (criterion, target), per fusion and grouping. Scores as
+    `score`; params {grouping: parameters} default to the registry's DiffSeg and DiffCut parameters.
+    """
+    params = params or {"diffseg": registry.params("diffseg", backbone), "ncut": registry.params("diffcut", backbone)}
+    tap = features_tap or registry.params("diffcut", backbone)["tap"]
+    ts = sorted(timesteps)
+    preds: dict[Setting, list[torch.Tensor]] = {}
+    scenes_all: list[world.Scene] = []
+    for scenes, cap in captures(backbone, seeds, ts, batch, progress=False, noise=noise, seed=seed,
+                                attention="self", features=(tap,)):
+        scenes_all += scenes
+        for i, s in enumerate(scenes):
+            side = s.objects.shape
+            for fusion in fusions:
+                maps = {t: hierarchy.contextual_similarity(cap, t, i, fusion, tap, temperature) for t in ts}
+                for grouping in groupings:
+                    for t in ts:
+                        preds.setdefault(Setting(fusion, grouping, t), []).append(
+                            hierarchy.group(maps[t], grouping, side, params[grouping]))
+                    for criterion in criteria:
+                        for target in targets:
+                            fused = hierarchy.select_timesteps(maps, criterion, target)[1]
+                            preds.setdefault(Setting(fusion, grouping, None, criterion, target), []).append(
+                                hierarchy.group(fused, grouping, side, params[grouping]))
+    return {k: score(p, scenes_all) for k, p in preds.items()}, preds, scenes_all
+
+
+def paired_difference(preds_a: Sequence[torch.Tensor], preds_b: Sequence[torch.Tensor],
+                      scenes: Sequence[world.Scene], level: str = "objects") -> tuple[float, float]:
+    """Mean and standard error over scenes of mIoU(a) - mIoU(b) against one ground-truth level."""
+    if level not in LEVELS:
+        raise ZsnbError(f"level={level!r}; use one of {list(LEVELS)}.")
+    d = np.array([metrics.segment_miou(a, getattr(s, level)) - metrics.segment_miou(b, getattr(s, level))
+                  for a, b, s in zip(preds_a, preds_b, scenes, strict=True)])
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")

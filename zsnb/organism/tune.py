@@ -12,13 +12,12 @@ import argparse
 import itertools
 import json
 
-import torch
 from tqdm.auto import tqdm
 
-from zsnb import diffcut, diffseg, hierarchy, world
+from zsnb import registry, world
 from zsnb.backbones import Backbone, load_backbone
 from zsnb.organism import DEFAULTS_FILE
-from zsnb.worldeval import captures, score
+from zsnb.worldeval import method_captures, score
 
 N_SCENES = 96  # training scenes scored per setting
 DIFFSEG_GRID = {
@@ -38,71 +37,69 @@ ADAPTIVE_GRID = {
 }
 
 
+def grid_scores(backbone: Backbone, method: str, seeds: range, capture_settings: list[dict],
+                settings: list[dict]) -> list[dict]:
+    """Scores of registered `method` for every capture setting x every other setting, one capture each.
+
+    Parameters start from the official ones (tuned=False), so a stored tuning never feeds itself.
+    """
+    m, results = registry.get(method), []
+    for fixed in tqdm(capture_settings, desc=method):
+        base = registry.family_params(method, backbone.family, tuned=False, **fixed)
+        batches = list(method_captures(backbone, method, seeds, base))
+        for varied in settings:
+            p = {**base, **varied}
+            preds = [m.segment_capture(cap, i, p, s.objects.shape) for scenes, cap in batches
+                     for i, s in enumerate(scenes)]
+            results.append({**fixed, **varied, **score(preds, [s for scenes, _ in batches for s in scenes])})
+    return results
+
+
+def best(results: list[dict], keys: tuple[str, ...]) -> dict:
+    """The `keys` of the result with the highest object mIoU."""
+    top = max(results, key=lambda r: r["miou_objects"])
+    return {k: top[k] for k in keys}
+
+
 def tune_diffseg(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
     """Best DiffSeg (noise, t, tau, grid) by object mIoU on `seeds`; also every setting's scores."""
-    results = []
-    for noise, t in tqdm(DIFFSEG_GRID["convention"], desc="diffseg"):
-        aggs, scenes = [], []
-        for batch_scenes, cap in captures(backbone, seeds, (t,), noise=noise, progress=False):
-            aggs += [diffseg.aggregate(cap.self_attention(t, i)) for i in range(len(batch_scenes))]
-            scenes += batch_scenes
-        for kl, points in itertools.product(DIFFSEG_GRID["kl_threshold"], DIFFSEG_GRID["num_points"]):
-            preds = [diffseg.segment(a, kl_threshold=kl, num_points=points, iterations=3,
-                                     out_size=backbone.resolution) for a in aggs]
-            setting = {"noise": noise, "timestep": t, "kl_threshold": kl, "num_points": points}
-            results.append({**setting, **score(preds, scenes)})
-    best = max(results, key=lambda r: r["miou_objects"])
-    chosen = {k: best[k] for k in ("noise", "timestep", "kl_threshold", "num_points")}
-    return {**chosen, "iterations": 3, "refine": False}, results
+    conventions = [{"noise": noise, "timestep": t} for noise, t in DIFFSEG_GRID["convention"]]
+    merges = [{"kl_threshold": kl, "num_points": n}
+              for kl, n in itertools.product(DIFFSEG_GRID["kl_threshold"], DIFFSEG_GRID["num_points"])]
+    results = grid_scores(backbone, "diffseg", seeds, conventions, merges)
+    return best(results, ("noise", "timestep", "kl_threshold", "num_points")), results
 
 
 def tune_diffcut(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
     """Best DiffCut (tap, t, tau, alpha) by object mIoU on `seeds` without PAMR; PAMR kept if it helps."""
     taps = [names[0] for side, names in backbone.attention_layers("self").items()
             if side < backbone.latent_resolution and names[0].startswith("down_blocks")]
-    results, feats_by = [], {}
-    for t in tqdm(DIFFCUT_GRID["timestep"], desc="diffcut"):
-        for batch_scenes, cap in captures(backbone, seeds, (t,), noise="seeded", attention=None,
-                                          features=taps, stop_after="auto", progress=False):
-            for tap in taps:
-                feats_by.setdefault((tap, t), []).extend(cap.features(t, tap, i) for i in range(len(batch_scenes)))
-    scenes = [world.scene(s) for s in seeds]
-    images = [torch.from_numpy(s.image).permute(2, 0, 1) for s in scenes]
-    for (tap, t), feats in tqdm(feats_by.items(), desc="ncut"):
-        for tau, alpha in itertools.product(DIFFCUT_GRID["tau"], DIFFCUT_GRID["alpha"]):
-            preds = [diffcut.segment(f, tau=tau, alpha=alpha, out_size=backbone.resolution, refine=False)
-                     for f in feats]
-            results.append({"tap": tap, "timestep": t, "tau": tau, "alpha": alpha, "refine": False,
-                            **score(preds, scenes)})
-    best = max(results, key=lambda r: r["miou_objects"])
-    feats = feats_by[(best["tap"], best["timestep"])]
-    refined = [diffcut.segment(f, image=im, tau=best["tau"], alpha=best["alpha"], out_size=backbone.resolution,
-                               refine=True) for f, im in zip(feats, images, strict=True)]
-    with_pamr = {**{k: best[k] for k in ("tap", "timestep", "tau", "alpha")}, "refine": True,
-                 **score(refined, scenes)}
-    results.append(with_pamr)
-    chosen = {k: best[k] for k in ("tap", "timestep", "tau", "alpha")}
-    return {**chosen, "noise": "seeded", "seed": 42, "refine": with_pamr["miou_objects"] > best["miou_objects"],
-            "out_size": backbone.resolution}, results
+    captured = [{"tap": tap, "timestep": t} for tap, t in itertools.product(taps, DIFFCUT_GRID["timestep"])]
+    cuts = [{"tau": tau, "alpha": alpha, "refine": False, "out_size": backbone.resolution}
+            for tau, alpha in itertools.product(DIFFCUT_GRID["tau"], DIFFCUT_GRID["alpha"])]
+    results = grid_scores(backbone, "diffcut", seeds, captured, cuts)
+    chosen = best(results, ("tap", "timestep", "tau", "alpha"))
+    top = max(r["miou_objects"] for r in results)
+    with_pamr = grid_scores(backbone, "diffcut", seeds, [{k: chosen[k] for k in ("tap", "timestep")}],
+                            [{"tau": chosen["tau"], "alpha": chosen["alpha"], "refine": True,
+                              "out_size": backbone.resolution}])
+    results += with_pamr
+    return {**chosen, "refine": with_pamr[0]["miou_objects"] > top, "out_size": backbone.resolution}, results
 
-def tune_adaptive(backbone: Backbone, seeds: range, diffseg_defaults: dict, tap: str) -> tuple[dict, list[dict]]:
-    """Best adaptive-t* (fusion, DiffSeg tau) by object mIoU on `seeds`, entropy criterion, fixed t grid."""
-    ts, fused, scenes = ADAPTIVE_GRID["timesteps"], {f: [] for f in ADAPTIVE_GRID["fusion"]}, []
-    for batch_scenes, cap in captures(backbone, seeds, ts, noise="none", attention="self", features=(tap,),
-                                      progress=False):
-        scenes += batch_scenes
-        for i, fusion in itertools.product(range(len(batch_scenes)), ADAPTIVE_GRID["fusion"]):
-            maps = {t: hierarchy.contextual_similarity(cap, t, i, fusion, tap) for t in ts}
-            fused[fusion].append(hierarchy.select_timesteps(maps, "entropy")[1])
-    results = []
-    for fusion, kl in tqdm(list(itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"])),
-                           desc="adaptive"):
-        preds = [hierarchy.group_diffseg(f, backbone.resolution, kl, diffseg_defaults["num_points"],
-                                         diffseg_defaults["iterations"]) for f in fused[fusion]]
-        results.append({"fusion": fusion, "kl_threshold": kl, **score(preds, scenes)})
-    best = max(results, key=lambda r: r["miou_objects"])
-    return {"timesteps": list(ts), "noise": "none", "grouping": "diffseg", "fusion": best["fusion"],
-            "criterion": "entropy", "tap": tap, "kl_threshold": best["kl_threshold"]}, results
+
+def tune_adaptive(backbone: Backbone, seeds: range, diffseg: dict, diffcut: dict) -> tuple[dict, list[dict]]:
+    """Best adaptive-t* (fusion, DiffSeg tau) by object mIoU on `seeds`, entropy criterion, fixed t grid.
+
+    The grouping's other parameters (anchors, iterations; NCut tau, alpha) are DiffSeg's and DiffCut's tuned ones.
+    """
+    fixed = {"timesteps": ADAPTIVE_GRID["timesteps"], "grouping": "diffseg", "criterion": "entropy",
+             "tap": diffcut["tap"], "num_points": diffseg["num_points"], "tau": diffcut["tau"],
+             "alpha": diffcut["alpha"]}
+    varied = [{"fusion": f, "kl_threshold": kl}
+              for f, kl in itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"])]
+    results = grid_scores(backbone, "adaptive", seeds, [fixed], varied)
+    chosen = best(results, ("fusion", "kl_threshold"))
+    return {**fixed, "timesteps": list(fixed["timesteps"]), **chosen}, results
 
 
 def main() -> None:
@@ -113,7 +110,7 @@ def main() -> None:
     backbone = load_backbone("organism")
     ds, ds_results = tune_diffseg(backbone, seeds)
     dc, dc_results = tune_diffcut(backbone, seeds)
-    ad, ad_results = tune_adaptive(backbone, seeds, ds, dc["tap"])
+    ad, ad_results = tune_adaptive(backbone, seeds, ds, dc)
     defaults = {"diffseg": ds, "diffcut": dc, "adaptive": ad,
                 "chosen_on": f"world.TRAIN_SEEDS[:{args.n_scenes}], object-level Hungarian mIoU"}
     DEFAULTS_FILE.write_text(json.dumps(defaults, indent=1) + "\n")

@@ -22,20 +22,22 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
 from zsnb.backbones import Backbone
+from zsnb.diffcut import FEATURE_TAP
 from zsnb.errors import UnknownNameError, ZsnbError
 from zsnb.images import ImageLike, load_image
 
 BLOCK_BYTES = 8 << 20  # fp32 scores of one query block (batch x heads x block x keys): cache-sized
+NOISE_SEED: int = 42  # DiffCut's noise seed, the default of every method that noises its input
 
 
 def tap_aliases(unet: UNet2DConditionModel) -> dict[str, str]:
-    """Named feature taps -> attention layer names; "down_last_attn1" is DiffCut's encoder feature."""
+    """Named feature taps -> attention layer names; FEATURE_TAP ("down_last_attn1") is DiffCut's encoder feature."""
     down = [n.removesuffix(".processor") for n in unet.attn_processors if n.startswith("down_blocks.")]
     self_down = [n for n in down if n.endswith("attn1")]
     aliases = {}
     if self_down:
         # deepest down block with attentions -> its last transformer -> its last block's self-attention
-        aliases["down_last_attn1"] = max(self_down, key=lambda n: [int(p) for p in n.split(".") if p.isdigit()])
+        aliases[FEATURE_TAP] = max(self_down, key=lambda n: [int(p) for p in n.split(".") if p.isdigit()])
     return aliases
 
 
@@ -230,7 +232,7 @@ def _check_timesteps(backbone: Backbone, timesteps: Sequence[int]) -> tuple[int,
 
 @torch.no_grad()
 def capture(backbone: Backbone, image: ImageLike | Sequence[ImageLike], timesteps: Sequence[int] = (300,), *,
-            noise: str = "none", seed: int = 42, prompt: str = "", attention: str | None = "self",
+            noise: str = "none", seed: int = NOISE_SEED, prompt: str = "", attention: str | None = "self",
             features: Sequence[str] = (), stop_after: str | None = None, resolutions: Sequence[int] | None = None,
             block: int | None = None, size: int | None = None) -> Capture:
     """Run the UNet once on image(s) at all `timesteps` (one batch) and return the captured maps and features.

@@ -1,0 +1,110 @@
+"""The method registry and `zsnb.segment`: input forms, label sizes, defaults, a method registered here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zsnb
+from zsnb import evaluate, registry, world
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def image_forms(h: int, w: int) -> dict[str, object]:
+    """One uint8 RGB picture (a world scene resized to h x w) in every input form zsnb.segment takes."""
+    scene = world.scene(world.EVAL_SEEDS[1], 64).image
+    pil = Image.fromarray((scene * 255).round().astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    u8 = np.asarray(pil)
+    f = torch.from_numpy(u8 / 255.0).float()  # (H, W, 3), exactly u8 / 255 in float32
+    return {"PIL": pil, "uint8 (H, W, 3)": u8, "float numpy (H, W, 3)": f.numpy(),
+            "tensor (3, H, W)": f.permute(2, 0, 1), "tensor (H, W, 3)": f}
+
+
+@pytest.mark.parametrize("method", list(registry.REGISTRY))
+@pytest.mark.parametrize("hw", [(32, 32), (37, 53)])
+def test_every_input_form_gives_labels_at_the_image_size(organism, method, hw):
+    labels = {name: zsnb.segment(method, organism, x) for name, x in image_forms(*hw).items()}
+    for name, lab in labels.items():
+        assert lab.shape == hw and lab.dtype == torch.int64, name
+    first = next(iter(labels.values()))
+    assert all(torch.equal(lab, first) for lab in labels.values())  # one picture, one answer
+
+
+def test_sd_architecture_gives_labels_at_the_image_size():
+    """DiffSeg through an SD1.5-architecture UNet (random weights) at a reduced input size: a 37 x 53 image."""
+    bb = zsnb.load_backbone("sd15", weights="random")
+    assert bb.family == "sd1" and registry.params("diffseg", bb)["size"] == 512
+    x = np.random.default_rng(0).random((37, 53, 3))
+    assert zsnb.segment("diffseg", bb, x, size=64, num_points=4).shape == (37, 53)
+
+
+def test_native_input_sizes_per_method_and_family():
+    """The official code's input sides: DiffSeg 512 on SD1.x/2.x, DiffCut 1024 on SD1.4 and SSD-1B alike."""
+    sizes = {(m, f): p["size"] for m, by_family in zsnb.methods().items() for f, p in by_family.items()}
+    assert {k: sizes[k] for k in [("diffseg", "sd1"), ("diffcut", "sd1"), ("diffcut", "sdxl")]} == {
+        ("diffseg", "sd1"): 512, ("diffcut", "sd1"): 1024, ("diffcut", "sdxl"): 1024}
+    assert all(sizes[m, "organism"] == 32 for m in registry.REGISTRY)
+    assert sizes["adaptive", "sd1"] == 512
+
+
+def test_parameters_resolve_official_dataset_tuned_then_overrides(organism):
+    assert registry.family_params("diffseg", "sd1")["kl_threshold"] == 1.1
+    assert registry.family_params("diffseg", "sd1", "cityscapes-27")["kl_threshold"] == 0.9  # the paper's setting
+    tuned = registry.params("diffseg", organism, "cityscapes-27")["kl_threshold"]
+    assert tuned != 0.9 and registry.params("diffseg", organism, kl_threshold=0.3)["kl_threshold"] == 0.3
+    assert registry.family_params("diffseg", "organism", tuned=False)["kl_threshold"] == 1.1
+
+
+def test_unknown_override_names_the_valid_keys(organism, scene_image):
+    with pytest.raises(zsnb.ZsnbError, match=r"unknown overrides .*'taus'.*valid keys are .*'tau'"):
+        zsnb.segment("diffcut", organism, scene_image, taus=0.4)
+    with pytest.raises(zsnb.UnknownNameError, match="registered: diffseg, diffcut, adaptive"):
+        zsnb.segment("kmeans", organism, scene_image)
+    with pytest.raises(zsnb.ZsnbError, match="family 'vit'"):
+        registry.family_params("diffseg", "vit")
+
+
+def bands(cap, index: int, params: dict, out_hw: tuple[int, int]) -> torch.Tensor:
+    """A toy method: `bands` horizontal stripes, whatever the attention says (it must be captured, though)."""
+    assert cap.self_attention(params["timestep"], index)
+    return (torch.arange(out_hw[0]) * params["bands"] // out_hw[0])[:, None].expand(out_hw)
+
+
+@pytest.fixture
+def toy():
+    """A method registered from this test file only."""
+    method = registry.register(registry.Method(
+        "toy", "horizontal bands", {"timestep": 300, "noise": "none", "seed": 0, "bands": 2},
+        {"organism": {"size": 32}}, lambda p: registry.Needs((p["timestep"],), p["noise"], p["seed"], "self"),
+        bands))
+    yield method
+    del registry.REGISTRY["toy"]
+
+
+def test_a_method_registered_in_a_test_file_is_listed_segments_and_evaluates(toy, organism, tmp_path, capsys):
+    assert zsnb.methods()["toy"] == {"organism": {"timestep": 300, "noise": "none", "seed": 0, "bands": 2,
+                                                  "size": 32}}
+    labels = zsnb.segment("toy", organism, np.zeros((20, 30, 3)), bands=4)
+    assert labels.shape == (20, 30) and labels.unique().tolist() == [0, 1, 2, 3]
+    res = evaluate.evaluate("toy", "organism", "world", tmp_path / "api", limit=2, device="cpu", progress=False)
+    assert res["complete"] and res["scores"]["segments"] == 2 and res["config"]["parameters"]["bands"] == 2
+    evaluate.main(["--method", "toy", "--out", str(tmp_path / "cli"), "--limit", "2", "--device", "cpu",
+                   "--no-progress"])
+    assert "mIoU objects" in capsys.readouterr().out
+    with pytest.raises(zsnb.ZsnbError, match="registered already"):
+        registry.register(toy)
+
+
+def test_algorithm_modules_import_no_diffusers():
+    code = ("import sys, zsnb.diffseg, zsnb.diffcut, zsnb.pamr, zsnb.hierarchy, zsnb.metrics; "
+            "assert 'diffusers' not in sys.modules, 'diffusers imported'")
+    env = {**os.environ, "PYTHONPATH": str(Path(zsnb.__file__).parents[1])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
