@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from zsnb import vit
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -40,7 +41,7 @@ SPECS: dict[str, Spec] = {
     "ssd-1b": Spec("segmind/SSD-1B", "sdxl", 1024, "ssd-1b"),
     "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, None),
 }
-KNOWN_NAMES = (*SPECS, "organism")
+KNOWN_NAMES = (*SPECS, "organism", *vit.NAMES)
 
 # The methods' official settings (anchors.md); the organism stores its own next to its weights.
 OFFICIAL_DEFAULTS: dict[str, dict] = {
@@ -280,8 +281,10 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
 
 
 def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone:
+                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone | vit.VitBackbone:
     """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline."""
+    if name_or_path in vit.NAMES:  # not a UNet: the ONNX ViT-S/14 (zsnb.vit)
+        return vit.load(name_or_path, device, dtype, weights)
     if weights not in ("pretrained", "random"):
         raise ZsnbError(f"weights={weights!r}; use 'pretrained' (real weights) or 'random' (untrained control).")
     dev, dtype = _check_device_dtype(device, dtype)
