@@ -281,7 +281,8 @@ def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
     """Image -> (S, S) long label map; S = side of the centre-cropped image if tensor/array, else native.
 
     Parameters come from backbone.defaults["diffseg"] (timestep, noise, seed, kl_threshold, num_points,
-    iterations, refine); keyword overrides replace them. seed draws the noise when noise is "seeded".
+    iterations, refine, and optionally layers: the self-attention layers to aggregate, absent meaning all, as
+    the official code); keyword overrides replace them. seed draws the noise when noise is "seeded".
     """
     # Imported here so that the algorithm above needs neither diffusers nor a backbone. (Not `zsnb.capture`:
     # the package rebinds that name to the function.)
@@ -303,7 +304,9 @@ def run(backbone: Any, image: Any, **overrides: Any) -> Tensor:
     t = params["timestep"]
     cap = capture(backbone, x, timesteps=(t,), noise=params["noise"], seed=params["seed"], prompt="",
                   attention="self")
-    maps = {k: v.float().cpu() for k, v in cap.self_attention(t).items()}  # aggregate works on the CPU
+    layers = params.get("layers")  # the ViT's defaults name its last block: averaging all 12 blurs objects away
+    maps = {k: v.float().cpu() for k, v in cap.self_attention(t).items()  # aggregate works on the CPU
+            if layers is None or k in layers}
     return segment(aggregate(maps), kl_threshold=params["kl_threshold"],
                    num_points=params["num_points"], iterations=params["iterations"],
                    refine=params["refine"], out_size=int(size))
