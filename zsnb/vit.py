@@ -59,12 +59,12 @@ LAYERS = tuple(f"block.{i}" for i in range(DEPTH))
 TAPS = {"last": "layernorm", **{name: name for name in LAYERS}}
 
 # Chosen by eye at 224 px on the three shipped photos (zsnb.photos), never on evaluation data; segment counts
-# astronaut / chelsea / coffee. DiffSeg on the last block's attention: KL 0.7 gives 7/2/3 segments, 0.9 4/1/3,
-# 1.0 3/2/3 (face and hair, suit, background; cat, the photo's lower edge; cup, saucer,
-# table), 1.1 3/1/2, 1.3 1/1/1; all 12 blocks averaged give 1-3 segments at every KL (the early blocks' local
-# attention blurs the objects together). DiffCut on the final-LayerNorm tokens, alpha 10, PAMR: tau 0.2 gives
-# 3/2/3, 0.3 3/2/5 (face and hair, suit, background; cat, a strip of background; cup with coffee, saucer, table
-# and two slivers), 0.5 4/3/10 (splits table and background).
+# astronaut / chelsea / coffee. DiffSeg on the last block's attention: KL 0.7 gives 7/2/3 segments, 0.9 4/1/3, 1.0
+# 3/2/3 (face and hair, suit, background; cat, the photo's lower edge; cup, saucer, table), 1.1 3/1/2, 1.3 1/1/1;
+# all 12 blocks averaged give 1-3 segments at every KL (the early blocks' local attention blurs the objects
+# together). DiffCut on the final-LayerNorm tokens, alpha 10, PAMR: tau 0.2 gives 3/2/3, 0.3 3/2/5 (face and hair,
+# suit, background; cat, a strip of background; cup with coffee, saucer, table and two slivers), 0.5 4/3/10 (splits
+# table and background).
 DEFAULTS: dict[str, dict] = {
     "diffseg": {"timestep": 0, "noise": "none", "seed": 42, "kl_threshold": 1.0, "num_points": 16,
                 "iterations": 3, "refine": False, "layers": ("block.11",)},
