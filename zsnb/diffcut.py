@@ -32,11 +32,14 @@ Deliberate deviations (on clean inputs the leaf partition is the official one; t
 - The graph stage runs in float64 on the CPU; affinities below the smallest normal float64 are set to 0.
 - NCut is evaluated as cut/assoc(A) + cut/assoc(B), equal to Shi-Malik's y'(D-W)y / y'Dy, for all 100
   thresholds in one matrix product (official: a Python loop).
-- Leaves are numbered 0..k-1 in visiting order ("1" side first); official labels are rank of a bit code.
 - `assign_concepts` upsamples the k score maps instead of the C feature maps: bilinear interpolation is
   linear, so the scores are the same and memory is k/C of the official's.
 
-Kept as official, worth knowing: the graph has self-loops (diagonal 1). When a segment's summed affinity to
+Kept as official, worth knowing: leaves are numbered as the official code numbers them (`leaf_labels`),
+not in visiting order. The numbering matters: the final 3 x 3 median filter ranks label indices, so a pixel
+where three segments meet takes whichever label is numbered in the middle. Making the result independent
+of the numbering (a majority filter) would change the official output; numbering as it does keeps it.
+The graph has self-loops (diagonal 1). When a segment's summed affinity to
 the rest of itself is below 1 (large alpha or noisy features), halving it costs NCut < 0.5, so the
 recursion splits it down to the guards; min_size then bounds the number of segments by N / min_size.
 """
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -82,7 +85,7 @@ class NCutNode:
     mask: Tensor
     ncut: float
     stop: str  # "split", or why this node is a leaf (one of STOPS)
-    label: int | None  # leaf label in the output map; None for split nodes
+    label: int | None  # leaf label in the output map (numbered as the official code: `leaf_labels`); None for splits
 
 
 def _check_features(features: Any, name: str = "features") -> Tensor:
@@ -183,6 +186,27 @@ def best_threshold(v: Tensor, w: Tensor, min_size: int = 1) -> tuple[Tensor, flo
     return x[:, best].bool(), float(ncut[best])
 
 
+def leaf_labels(nodes: list[NCutNode]) -> dict[int, int]:
+    """Nodes in visiting order -> {leaf index: label}, labels 0..k-1 numbered as the official code numbers them.
+
+    The official code stores the "1" side of every split in visiting order, gives the j-th stored mask a weight
+    above the sum of all earlier ones (here 2**j), sums the weights of the masks holding each token and
+    relabels the distinct sums in increasing order. A leaf's label is thus the rank of the sum of 2**j over
+    the splits j whose "1" side holds it.
+    """
+    order = {node.index: j for j, node in enumerate(n for n in nodes if n.stop == "split")}
+    codes = {}
+    for node in nodes:
+        if node.stop == "split":
+            continue
+        code, child = 0, node
+        while child.parent is not None:
+            code += child.side << order[child.parent]  # side 1: inside that split's stored mask
+            child = nodes[child.parent]
+        codes[node.index] = code
+    return {index: rank for rank, index in enumerate(sorted(codes, key=codes.__getitem__))}
+
+
 def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_size: int = MIN_SIZE,
                         max_depth: int = MAX_DEPTH, solver: str = "auto") -> tuple[Tensor, list[NCutNode]]:
     """(h, w, C) or (N, C) features -> (labels (h, w) or (N,) long in 0..k-1, nodes in visiting order)."""
@@ -195,7 +219,6 @@ def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0,
     n = len(w_all)
     labels = torch.empty(n, dtype=torch.long)
     nodes: list[NCutNode] = []
-    leaves = 0
     stack: list[tuple[Tensor, int, int | None, int | None]] = [(torch.arange(n), 0, None, None)]
     while stack:
         idx, depth, parent, side = stack.pop()
@@ -214,18 +237,18 @@ def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0,
         else:
             part, ncut = best_threshold(v, w, min_size)
             stop = "no valid threshold" if math.isinf(ncut) else "split" if ncut < tau else "ncut >= tau"
-        label = None
         if stop == "split":
             here = len(nodes)
             stack.append((idx[~part], depth + 1, here, 0))
             stack.append((idx[part], depth + 1, here, 1))  # popped first: the "1" side is visited first
-        else:
-            label = leaves
-            labels[idx] = label
-            leaves += 1
         mask = torch.zeros(n, dtype=torch.bool)
         mask[idx] = True
-        nodes.append(NCutNode(len(nodes), parent, side, depth, mask.reshape(grid), ncut, stop, label))
+        nodes.append(NCutNode(len(nodes), parent, side, depth, mask.reshape(grid), ncut, stop, None))
+    ranks = leaf_labels(nodes)
+    nodes = [replace(node, label=ranks.get(node.index)) for node in nodes]
+    for node in nodes:
+        if node.label is not None:
+            labels[node.mask.flatten()] = node.label
     return labels.reshape(grid).to(features.device), nodes
 
 
