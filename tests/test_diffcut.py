@@ -204,6 +204,45 @@ def test_large_alpha_on_noisy_planted_segments() -> None:
     assert agreement(labels, truth) == 1.0
 
 
+def smooth_field(side: int = 16, channels: int = 32, seed: int = 0) -> torch.Tensor:
+    """(side, side, C) blurred white noise: spatially smooth, no true segments."""
+    x = torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(seed))
+    for _ in range(4):
+        x = F.avg_pool2d(F.pad(x, [1] * 4, mode="reflect"), 3, 1)
+    return x[0].permute(1, 2, 0)
+
+
+@pytest.mark.parametrize("n", [40, 200])  # dense and Lanczos
+def test_spectral_gap_of_a_chain_stays_above_a_quarter(n: int) -> None:
+    w = torch.diag(torch.ones(n - 1, dtype=torch.float64), 1)
+    assert 0.25 < diffcut.spectral_gap(w + w.T + torch.eye(n, dtype=torch.float64)) < 0.251
+
+
+def test_spectral_gap_separates_groups_from_a_continuum() -> None:
+    feats, _ = planted(side=16, k=5, seed=1)
+    assert diffcut.spectral_gap(diffcut.affinity(feats)) < 0.01
+    assert diffcut.spectral_gap(diffcut.affinity(smooth_field())) > diffcut.CHAIN_GAP
+    two = torch.block_diag(torch.ones(5, 5), torch.ones(6, 6)).double()  # disconnected: lambda_2 = 0
+    assert diffcut.spectral_gap(two) < 1e-12
+    many = torch.block_diag(*[torch.ones(3, 3)] * 10).double()  # more pieces than eigenvalues examined
+    assert diffcut.spectral_gap(many) == 0.0
+
+
+def test_gap_stop_keeps_a_smooth_field_whole() -> None:
+    field = smooth_field()
+    assert diffcut.recursive_ncut(field).max() >= 10  # official rule: splinters down to the guards
+    labels, nodes = diffcut.recursive_ncut_tree(field, gap=diffcut.CHAIN_GAP)
+    assert labels.unique().tolist() == [0] and nodes[0].stop == "no spectral gap" and nodes[0].ncut < 0.5
+
+
+def test_gap_stop_recovers_regions_under_smooth_variation() -> None:
+    feats, truth = planted(side=16, k=5, seed=0)
+    field = smooth_field()
+    feats = feats + 0.5 * feats.std() * field / field.std()
+    assert agreement(diffcut.recursive_ncut(feats), truth) < 0.95
+    assert agreement(diffcut.recursive_ncut_tree(feats, gap=diffcut.CHAIN_GAP)[0], truth) == 1.0
+
+
 def test_depth_and_size_bounded_on_random_features() -> None:
     feats = torch.randn(16, 16, 32, generator=torch.Generator().manual_seed(9))
     labels, nodes = diffcut.recursive_ncut_tree(feats, tau=0.99, max_depth=4, min_size=4)
@@ -321,6 +360,7 @@ def test_pamr_keeps_aligned_and_snaps_shifted_boundary() -> None:
     (lambda: diffcut.recursive_ncut(torch.rand(4, 4, 3), alpha=0), "alpha"),
     (lambda: diffcut.affinity(torch.rand(4, 3), alpha=float("nan")), "alpha"),
     (lambda: diffcut.recursive_ncut(torch.rand(4, 4, 3), min_size=0), "min_size"),
+    (lambda: diffcut.recursive_ncut_tree(torch.rand(4, 4, 3), gap=0.0), "gap"),
     (lambda: diffcut.fiedler(torch.ones(3, 3), solver="qr"), "solver"),
     (lambda: diffcut.assign_concepts(torch.zeros(3, 3, dtype=torch.long), torch.rand(4, 4, 2), 8), "labels"),
     (lambda: diffcut.assign_concepts(torch.zeros(4, 4, dtype=torch.long), torch.rand(4, 4, 2), 0),
