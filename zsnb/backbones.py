@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+                                  "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,9 @@ class Spec:
 SPECS: dict[str, Spec] = {
     "sd14": Spec("CompVis/stable-diffusion-v1-4", "sd1", 512, "sd15"),  # SD1.4 and SD1.5 share the architecture
     "sd15": Spec("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd1", 512, "sd15"),
-    "sd21-base": Spec("stabilityai/stable-diffusion-2-1-base", "sd1", 512, None),
+    "sd21-base": Spec("stabilityai/stable-diffusion-2-1-base", "sd1", 512, "sd21-base"),
     "ssd-1b": Spec("segmind/SSD-1B", "sdxl", 1024, "ssd-1b"),
-    "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, None),
+    "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, "sdxl"),
 }
 KNOWN_NAMES = (*SPECS, "organism")
 
@@ -138,13 +142,25 @@ def attention_layers(unet: UNet2DConditionModel, latent_res: int, kind: str = "s
 
 
 def _place(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move a model to device, and cast only when its dtype differs (diffusers warns on every dtype cast)."""
+    """Move a model to device, and cast it only when its dtype differs."""
     model = model.to(device)
-    return model if next(model.parameters()).dtype == dtype else model.to(dtype)
+    if next(model.parameters()).dtype == dtype:
+        return model
+    if getattr(model, "_keep_in_fp32_modules", None):
+        return model.to(dtype)  # diffusers keeps those modules in float32 (and says so)
+    # diffusers warns on every dtype cast, even with no module to keep in float32 (the UNet, the VAE and the
+    # organism have none): cast as a plain torch module.
+    return torch.nn.Module.to(model, dtype)
 
 
-def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
-    """Validate the device and pick a dtype (float32 on CPU, float16 on GPU unless given)."""
+def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | str | None
+                        ) -> tuple[torch.device, torch.dtype]:
+    """Validate the device and pick a dtype (float32 on CPU, float16 on GPU unless given; names accepted)."""
+    if isinstance(dtype, str):
+        if dtype.removeprefix("torch.") not in DTYPES:
+            raise ZsnbError(f"dtype={dtype!r} is not a dtype name; use one of {', '.join(map(repr, DTYPES))} "
+                            "or a torch dtype (torch.float32, torch.float16, torch.bfloat16).")
+        dtype = DTYPES[dtype.removeprefix("torch.")]
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -210,6 +226,50 @@ def _prompt_encoder(family: str, encoders: list, tokenizers: list | None, resolu
     return encode
 
 
+def _vae_dtype(config: dict, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the VAE runs in: float32 when its config says force_upcast (diffusers' default: True)."""
+    # SDXL's VAE overflows in float16, hence the flag; loading straight in this dtype avoids a cast back.
+    return torch.float32 if config.get("force_upcast", True) else dtype
+
+
+@contextmanager
+def _loading_output(progress: bool) -> Iterator[None]:
+    """Silence the weight-loading progress bars of diffusers, transformers and huggingface_hub unless progress;
+    and one deprecation warning diffusers' own hub lookups trigger."""
+    import huggingface_hub.utils
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = [enable for enable, was_on in (
+        (diffusers_logging.enable_progress_bar, diffusers_logging.is_progress_bar_enabled()),
+        (transformers_logging.enable_progress_bar, transformers_logging.is_progress_bar_enabled()),
+        (huggingface_hub.utils.enable_progress_bars, not huggingface_hub.utils.are_progress_bars_disabled()),
+    ) if was_on and not progress]
+    if not progress:
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            # diffusers (0.42) passes huggingface_hub's deprecated `local_dir_use_symlinks` on every hub lookup:
+            # not ours to fix, and nothing a user can act on.
+            warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated",
+                                    category=UserWarning)
+            yield
+    finally:
+        for enable in restore:
+            enable()
+
+
+def _check_local_folder(path: Path) -> None:
+    """Raise WeightsUnavailable unless `path` looks like a diffusers model folder."""
+    if not (path / "model_index.json").is_file() and not (path / "unet" / "config.json").is_file():
+        raise WeightsUnavailable(
+            f"{str(path)!r} is a folder but not a diffusers model folder: it has neither model_index.json nor "
+            f"unet/config.json. Pass a folder saved by diffusers' save_pretrained (unet/, vae/, scheduler/, "
+            f"text_encoder/, tokenizer/), or a backbone name: {', '.join(KNOWN_NAMES)}.")
+
+
 def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch.dtype, download: bool) -> tuple:
     """UNet, VAE, scheduler, prompt encoder from a hub id (cached) or a local diffusers folder."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -217,7 +277,8 @@ def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch
     kw = {"local_files_only": not download}
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kw)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **kw)
+        vae_config = AutoencoderKL.load_config(source, subfolder="vae", **kw)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=_vae_dtype(vae_config, dtype), **kw)
         scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **kw)
         family = "sdxl" if unet.config.addition_embed_type == "text_time" else "sd1"
         names = ["text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
@@ -227,6 +288,11 @@ def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch
         tokenizers = [CLIPTokenizer.from_pretrained(source, subfolder=n.replace("text_encoder", "tokenizer"), **kw)
                       for n in names]
     except (OSError, ValueError) as err:
+        if Path(source).is_dir():
+            raise WeightsUnavailable(
+                f"the local folder {source!r} could not be loaded as a diffusers model ({type(err).__name__}: "
+                f"{err}). It needs unet/, vae/, scheduler/, text_encoder/ and tokenizer/ (SDXL: also "
+                "text_encoder_2/ and tokenizer_2/) as written by diffusers' save_pretrained.") from err
         raise WeightsUnavailable(
             f"weights for {source!r} are not available offline ({type(err).__name__}). Download them once with "
             f"`hf download {spec.hub_id}` (or `huggingface-cli download {spec.hub_id}`) on a machine with "
@@ -244,7 +310,7 @@ def _build_random(spec: Spec, device: torch.device, dtype: torch.dtype, seed: in
     folder = CONFIG_DIR / str(spec.random_config)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(json.loads((folder / "unet.json").read_text()))
-    vae = AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text()))
+    vae = AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text()))  # float32, as it runs
     scheduler = DDPMScheduler.from_config(json.loads((folder / "scheduler.json").read_text()))
     encoders = [CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder.json").read_text())))]
     if spec.family == "sdxl":
@@ -279,9 +345,14 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
                     organism.RESOLUTION, "trained" if weights == "pretrained" else "random", defaults)
 
 
-def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone:
-    """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline."""
+def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+                  weights: str = "pretrained", *, seed: int = 0, download: bool = False,
+                  progress: bool = True) -> Backbone:
+    """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline.
+
+    dtype: a torch dtype or its name ("float32", "bfloat16", ...); None: float32 on CPU, float16 on GPU.
+    progress=False silences the weight-loading progress bars.
+    """
     if weights not in ("pretrained", "random"):
         raise ZsnbError(f"weights={weights!r}; use 'pretrained' (real weights) or 'random' (untrained control).")
     dev, dtype = _check_device_dtype(device, dtype)
@@ -290,6 +361,7 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
     if name_or_path in SPECS:
         spec, source = SPECS[name_or_path], SPECS[name_or_path].hub_id
     elif Path(name_or_path).is_dir():
+        _check_local_folder(Path(name_or_path))
         spec, source = Spec(str(name_or_path), "sd1", 512, None), str(name_or_path)
     else:
         raise UnknownNameError(f"unknown backbone {name_or_path!r}; known: {', '.join(KNOWN_NAMES)}, or the "
@@ -301,10 +373,9 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
                             f"{', '.join(with_configs)} and 'organism'.")
         unet, vae, scheduler, encode, resolution = _build_random(spec, dev, dtype, seed)
     else:
-        unet, vae, scheduler, encode, resolution = _load_pretrained(source, spec, dev, dtype, download)
+        with _loading_output(progress):
+            unet, vae, scheduler, encode, resolution = _load_pretrained(source, spec, dev, dtype, download)
     unet = _place(unet, dev, dtype).eval().requires_grad_(False)
-    # SDXL's VAE overflows in float16 (its config says force_upcast): keep it in float32 then.
-    vae_dtype = torch.float32 if getattr(vae.config, "force_upcast", False) else dtype
-    vae = _place(vae, dev, vae_dtype).eval().requires_grad_(False)
+    vae = _place(vae, dev, _vae_dtype(dict(vae.config), dtype)).eval().requires_grad_(False)
     return Backbone(str(name_or_path), unet, vae, scheduler, encode, resolution,
                     weights, {k: dict(v) for k, v in OFFICIAL_DEFAULTS.items()})
