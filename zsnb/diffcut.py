@@ -7,7 +7,8 @@ Shi-Malik NCut splits it in two along the second generalised eigenvector, recurs
 costs less than tau. Each leaf's mean feature is a "concept"; pixels take the concept whose dot product
 with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 median filter refine.
 
-Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree), `assign_concepts`,
+Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree; leaves numbered by
+`leaf_labels`; optional stop `spectral_gap`), `assign_concepts`,
 `zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture, `run` adds the backbone.
 
 Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
