@@ -169,18 +169,6 @@ def test_sd15_random_rejects_non_empty_prompt(sd15_random):
         sd15_random.encode_prompt("a cat")
 
 
-def test_ssd1b_random_diffcut_tap_shape():
-    backbone = load_backbone("ssd-1b", weights="random")
-    size = 256  # the official 1024 gives (32, 32, 1280): latent 1024/8 = 128, two downsamples to 32
-    latent = size // backbone.vae_factor
-    cap = capture(backbone, torch.rand(3, size, size), timesteps=(50,), noise="seeded", attention=None,
-                  features=("down_last_attn1",), stop_after="auto", size=size)
-    feats = cap.features(50, "down_last_attn1")
-    assert cap.taps["down_last_attn1"] == "down_blocks.2.attentions.1.transformer_blocks.3.attn1"
-    assert tuple(feats.shape) == (latent // 4, latent // 4, 1280)
-    assert backbone.resolution == 1024 and backbone.latent_resolution // 4 == 32
-
-
 def attention_probabilities_reference(backbone, layers: list[str], image: torch.Tensor) -> dict[str, torch.Tensor]:
     """Head-averaged softmax(QK^T / sqrt(d)) of `layers` from diffusers' own `get_attention_scores`, on each
     layer's input as recorded by a forward pre-hook during a plain forward (diffusers' default processors)."""
@@ -211,13 +199,15 @@ def test_captured_maps_are_the_attention_probabilities(sd15_random, dtype):
     float16 is not tested: zsnb refuses it on the CPU (slow, some ops missing); bfloat16 has the same 16 bits
     with fewer mantissa bits (8), so it is the harder case for agreement.
     """
-    import copy
+    from diffusers import UNet2DConditionModel
 
     from zsnb.backbones import Backbone, Conditioning
 
     unet = sd15_random.unet
-    if dtype != unet.dtype:
-        unet = backbones._place(copy.deepcopy(unet), torch.device("cpu"), dtype)
+    if dtype != unet.dtype:  # a cast copy, built without a second float32 copy (memory)
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(sd15_random.unet.config)
+        unet.load_state_dict({k: v.to(dtype) for k, v in sd15_random.unet.state_dict().items()}, assign=True)
     states = sd15_random.encode_prompt("").encoder_hidden_states.to(dtype)
     backbone = Backbone("sd15", unet, sd15_random.vae, sd15_random.scheduler, lambda p: Conditioning(states),
                         128, "random")
@@ -233,3 +223,16 @@ def test_captured_maps_are_the_attention_probabilities(sd15_random, dtype):
     atol, rtol = (1e-7, 1e-5) if dtype == torch.float32 else (1e-4, 2e-2)
     for name in layers:
         torch.testing.assert_close(cap.self_attention(300)[name], reference[name][0], atol=atol, rtol=rtol)
+
+
+def test_ssd1b_random_diffcut_tap_shape():
+    backbone = load_backbone("ssd-1b", weights="random")
+    size = 256  # the official 1024 gives (32, 32, 1280): latent 1024/8 = 128, two downsamples to 32
+    latent = size // backbone.vae_factor
+    cap = capture(backbone, torch.rand(3, size, size), timesteps=(50,), noise="seeded", attention=None,
+                  features=("down_last_attn1",), stop_after="auto", size=size)
+    feats = cap.features(50, "down_last_attn1")
+    assert cap.taps["down_last_attn1"] == "down_blocks.2.attentions.1.transformer_blocks.3.attn1"
+    assert tuple(feats.shape) == (latent // 4, latent // 4, 1280)
+    assert backbone.resolution == 1024 and backbone.latent_resolution // 4 == 32
+
