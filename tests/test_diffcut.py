@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
@@ -87,8 +88,10 @@ def reference_ncut(features: torch.Tensor, tau: float = 0.5, alpha: float = 10.0
     visit(aff0, torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), 0)
     if not masks:
         return torch.zeros(grid, dtype=torch.long)
-    codes = torch.stack(masks, 1)  # (n, splits): membership of every stored "1" side
-    return torch.unique(codes, dim=0, return_inverse=True)[1].reshape(grid)
+    codes = torch.zeros(n, dtype=torch.float64)
+    for m in masks:  # the published assembly: each stored mask weighs more than all earlier ones together
+        codes += (codes.max() + 1) * m
+    return torch.unique(codes, return_inverse=True)[1].reshape(grid)
 
 
 @pytest.mark.parametrize("solver", ["dense", "lanczos"])
@@ -96,13 +99,42 @@ def reference_ncut(features: torch.Tensor, tau: float = 0.5, alpha: float = 10.0
 def test_matches_reference(k: int, seed: int, solver: str) -> None:
     feats, _ = planted(side=12, k=k, seed=seed)
     ours = diffcut.recursive_ncut(feats, solver=solver)
-    assert agreement(ours, reference_ncut(feats, drop_zero_rows=False)) == 1.0  # same graph: exact
+    assert torch.equal(ours, reference_ncut(feats, drop_zero_rows=False))  # same graph: same labels
     assert agreement(ours, reference_ncut(feats)) >= 0.98  # official rule loses the global-min pair
 
 
 def test_matches_official_rule_on_larger_grid() -> None:
     feats, _ = planted(side=16, k=5, seed=3)
     assert agreement(diffcut.recursive_ncut(feats), reference_ncut(feats)) >= 0.99
+
+
+def test_final_labels_follow_official_numbering() -> None:
+    """Three segments meet where the 3 x 3 median picks the middle-numbered label: the final map depends on
+    the numbering, and it must be the official one (visiting order would give another partition)."""
+    layout = torch.zeros(6, 6, dtype=torch.long)
+    layout[:3, 3:], layout[3:, 3:] = 1, 2  # left half | top right / bottom right
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(3, 16, generator=g)[layout] + 0.05 * torch.randn(6, 6, 16, generator=g)
+    official = reference_ncut(feats, drop_zero_rows=False)
+    expected = torch.from_numpy(scipy.ndimage.median_filter(official.numpy(), 3))
+    ours = diffcut.segment(feats, torch.rand(3, 6, 6), min_size=1, pamr_iterations=0)
+    assert torch.equal(ours, expected)
+    _, nodes = diffcut.recursive_ncut_tree(feats, min_size=1)
+    visiting = torch.empty_like(official)
+    for i, leaf in enumerate(n for n in nodes if n.stop != "split"):
+        visiting[leaf.mask] = i
+    assert agreement(torch.from_numpy(scipy.ndimage.median_filter(visiting.numpy(), 3)), expected) < 1
+
+
+def test_leaf_labels_rank_official_codes() -> None:
+    feats, _ = planted(side=16, k=6, seed=6)
+    _, nodes = diffcut.recursive_ncut_tree(feats)
+    splits = [n for n in nodes if n.stop == "split"]
+    # a leaf's code: 2**j for each j-th split whose "1" child (the next node, pre-order) holds the leaf
+    codes = {n.index: sum(2**j for j, s in enumerate(splits) if bool(nodes[s.index + 1].mask[n.mask].all()))
+             for n in nodes if n.label is not None}
+    assert sorted(codes, key=codes.__getitem__) == sorted(codes, key=lambda i: nodes[i].label)
+    assert len(splits) >= 3 and [n.label for n in nodes if n.label is not None] != list(range(len(codes)))
 
 
 def test_threshold_search_equals_shi_malik_loop() -> None:
@@ -141,7 +173,7 @@ def test_tree_consistent_with_labels() -> None:
     labels, nodes = diffcut.recursive_ncut_tree(feats)
     assert nodes[0].parent is None and nodes[0].mask.all()
     leaves = [n for n in nodes if n.label is not None]
-    assert [n.label for n in leaves] == list(range(len(leaves))) == labels.unique().tolist()
+    assert sorted(n.label for n in leaves) == list(range(len(leaves))) == labels.unique().tolist()
     for node in nodes:
         children = [c for c in nodes if c.parent == node.index]
         if node.stop == "split":
@@ -170,6 +202,45 @@ def test_large_alpha_on_noisy_planted_segments() -> None:
     feats, truth = planted(side=16, k=4, seed=8, noise=0.2)
     labels = diffcut.recursive_ncut(feats, alpha=60.0)
     assert agreement(labels, truth) == 1.0
+
+
+def smooth_field(side: int = 16, channels: int = 32, seed: int = 0) -> torch.Tensor:
+    """(side, side, C) blurred white noise: spatially smooth, no true segments."""
+    x = torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(seed))
+    for _ in range(4):
+        x = F.avg_pool2d(F.pad(x, [1] * 4, mode="reflect"), 3, 1)
+    return x[0].permute(1, 2, 0)
+
+
+@pytest.mark.parametrize("n", [40, 200])  # dense and Lanczos
+def test_spectral_gap_of_a_chain_stays_above_a_quarter(n: int) -> None:
+    w = torch.diag(torch.ones(n - 1, dtype=torch.float64), 1)
+    assert 0.25 < diffcut.spectral_gap(w + w.T + torch.eye(n, dtype=torch.float64)) < 0.251
+
+
+def test_spectral_gap_separates_groups_from_a_continuum() -> None:
+    feats, _ = planted(side=16, k=5, seed=1)
+    assert diffcut.spectral_gap(diffcut.affinity(feats)) < 0.01
+    assert diffcut.spectral_gap(diffcut.affinity(smooth_field())) > diffcut.CHAIN_GAP
+    two = torch.block_diag(torch.ones(5, 5), torch.ones(6, 6)).double()  # disconnected: lambda_2 = 0
+    assert diffcut.spectral_gap(two) < 1e-12
+    many = torch.block_diag(*[torch.ones(3, 3)] * 10).double()  # more pieces than eigenvalues examined
+    assert diffcut.spectral_gap(many) == 0.0
+
+
+def test_gap_stop_keeps_a_smooth_field_whole() -> None:
+    field = smooth_field()
+    assert diffcut.recursive_ncut(field).max() >= 10  # official rule: splinters down to the guards
+    labels, nodes = diffcut.recursive_ncut_tree(field, gap=diffcut.CHAIN_GAP)
+    assert labels.unique().tolist() == [0] and nodes[0].stop == "no spectral gap" and nodes[0].ncut < 0.5
+
+
+def test_gap_stop_recovers_regions_under_smooth_variation() -> None:
+    feats, truth = planted(side=16, k=5, seed=0)
+    field = smooth_field()
+    feats = feats + 0.5 * feats.std() * field / field.std()
+    assert agreement(diffcut.recursive_ncut(feats), truth) < 0.95
+    assert agreement(diffcut.recursive_ncut_tree(feats, gap=diffcut.CHAIN_GAP)[0], truth) == 1.0
 
 
 def test_depth_and_size_bounded_on_random_features() -> None:
@@ -289,6 +360,7 @@ def test_pamr_keeps_aligned_and_snaps_shifted_boundary() -> None:
     (lambda: diffcut.recursive_ncut(torch.rand(4, 4, 3), alpha=0), "alpha"),
     (lambda: diffcut.affinity(torch.rand(4, 3), alpha=float("nan")), "alpha"),
     (lambda: diffcut.recursive_ncut(torch.rand(4, 4, 3), min_size=0), "min_size"),
+    (lambda: diffcut.recursive_ncut_tree(torch.rand(4, 4, 3), gap=0.0), "gap"),
     (lambda: diffcut.fiedler(torch.ones(3, 3), solver="qr"), "solver"),
     (lambda: diffcut.assign_concepts(torch.zeros(3, 3, dtype=torch.long), torch.rand(4, 4, 2), 8), "labels"),
     (lambda: diffcut.assign_concepts(torch.zeros(4, 4, dtype=torch.long), torch.rand(4, 4, 2), 0),
@@ -336,7 +408,7 @@ def test_tree_layout_and_drawing() -> None:
     feats, _ = planted(side=12, k=4, seed=15)
     labels, nodes = diffcut.recursive_ncut_tree(feats)
     pos = ncut_viz.tree_layout(nodes)
-    leaves = sorted((n for n in nodes if n.label is not None), key=lambda n: n.label)
+    leaves = [n for n in nodes if n.label is not None]  # nodes are in visiting order
     assert [pos[n.index][0] for n in leaves] == list(range(len(leaves)))  # visiting order, left to right
     for n in nodes:
         kids = [c for c in nodes if c.parent == n.index]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ from zsnb import vit
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "fp64": torch.float64, "float32": torch.float32,
+                                  "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+                                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,9 @@ class Spec:
 SPECS: dict[str, Spec] = {
     "sd14": Spec("CompVis/stable-diffusion-v1-4", "sd1", 512, "sd15"),  # SD1.4 and SD1.5 share the architecture
     "sd15": Spec("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd1", 512, "sd15"),
-    "sd21-base": Spec("stabilityai/stable-diffusion-2-1-base", "sd1", 512, None),
+    "sd21-base": Spec("stabilityai/stable-diffusion-2-1-base", "sd1", 512, "sd21-base"),
     "ssd-1b": Spec("segmind/SSD-1B", "sdxl", 1024, "ssd-1b"),
-    "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, None),
+    "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, "sdxl"),
 }
 KNOWN_NAMES = (*SPECS, "organism", *vit.NAMES)
 
@@ -137,15 +142,25 @@ def attention_layers(unet: UNet2DConditionModel, latent_res: int, kind: str = "s
 
 
 def _place(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move a model to device, and cast only when its dtype differs."""
+    """Move a model to device, and cast it only when its dtype differs."""
     model = model.to(device)
-    # torch's own cast: diffusers' `to` warns on every dtype change, even with no module to keep in float32
-    return model if next(model.parameters()).dtype == dtype else torch.nn.Module.to(model, dtype=dtype)
+    if next(model.parameters()).dtype == dtype:
+        return model
+    if getattr(model, "_keep_in_fp32_modules", None):
+        return model.to(dtype)  # diffusers keeps those modules in float32 (and says so)
+    # diffusers warns on every dtype cast, even with no module to keep in float32 (the UNet, the VAE and the
+    # organism have none): cast as a plain torch module.
+    return torch.nn.Module.to(model, dtype)
 
 
-def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | None,
+def _check_device_dtype(device: str | torch.device, dtype: torch.dtype | str | None,
                         cpu_dtype: torch.dtype = torch.float32) -> tuple[torch.device, torch.dtype]:
-    """Validate the device and pick a dtype (cpu_dtype on CPU, float16 on GPU unless given)."""
+    """Validate the device and pick a dtype (cpu_dtype on CPU, float16 on GPU unless given; names accepted)."""
+    if isinstance(dtype, str):
+        if dtype.removeprefix("torch.") not in DTYPES:
+            raise ZsnbError(f"dtype={dtype!r} is not a dtype name; use one of {', '.join(map(repr, DTYPES))} "
+                            "or a torch dtype (torch.float32, torch.float16, torch.bfloat16).")
+        dtype = DTYPES[dtype.removeprefix("torch.")]
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -212,6 +227,50 @@ def _prompt_encoder(family: str, encoders: list, tokenizers: list | None, resolu
     return encode
 
 
+def _vae_dtype(config: dict, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the VAE runs in: float32 when its config says force_upcast (diffusers' default: True)."""
+    # SDXL's VAE overflows in float16, hence the flag; loading straight in this dtype avoids a cast back.
+    return torch.float32 if config.get("force_upcast", True) else dtype
+
+
+@contextmanager
+def _loading_output(progress: bool) -> Iterator[None]:
+    """Silence the weight-loading progress bars of diffusers, transformers and huggingface_hub unless progress;
+    and one deprecation warning diffusers' own hub lookups trigger."""
+    import huggingface_hub.utils
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = [enable for enable, was_on in (
+        (diffusers_logging.enable_progress_bar, diffusers_logging.is_progress_bar_enabled()),
+        (transformers_logging.enable_progress_bar, transformers_logging.is_progress_bar_enabled()),
+        (huggingface_hub.utils.enable_progress_bars, not huggingface_hub.utils.are_progress_bars_disabled()),
+    ) if was_on and not progress]
+    if not progress:
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            # diffusers (0.42) passes huggingface_hub's deprecated `local_dir_use_symlinks` on every hub lookup:
+            # not ours to fix, and nothing a user can act on.
+            warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated",
+                                    category=UserWarning)
+            yield
+    finally:
+        for enable in restore:
+            enable()
+
+
+def _check_local_folder(path: Path) -> None:
+    """Raise WeightsUnavailable unless `path` looks like a diffusers model folder."""
+    if not (path / "model_index.json").is_file() and not (path / "unet" / "config.json").is_file():
+        raise WeightsUnavailable(
+            f"{str(path)!r} is a folder but not a diffusers model folder: it has neither model_index.json nor "
+            f"unet/config.json. Pass a folder saved by diffusers' save_pretrained (unet/, vae/, scheduler/, "
+            f"text_encoder/, tokenizer/), or a backbone name: {', '.join(KNOWN_NAMES)}.")
+
+
 def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch.dtype, download: bool) -> tuple:
     """UNet, VAE, scheduler, prompt encoder from a hub id (cached) or a local diffusers folder."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -219,7 +278,8 @@ def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch
     kw = {"local_files_only": not download}
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kw)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **kw)
+        vae_config = AutoencoderKL.load_config(source, subfolder="vae", **kw)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=_vae_dtype(vae_config, dtype), **kw)
         scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **kw)
         family = "sdxl" if unet.config.addition_embed_type == "text_time" else "sd1"
         names = ["text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
@@ -229,6 +289,11 @@ def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch
         tokenizers = [CLIPTokenizer.from_pretrained(source, subfolder=n.replace("text_encoder", "tokenizer"), **kw)
                       for n in names]
     except (OSError, ValueError) as err:
+        if Path(source).is_dir():
+            raise WeightsUnavailable(
+                f"the local folder {source!r} could not be loaded as a diffusers model ({type(err).__name__}: "
+                f"{err}). It needs unet/, vae/, scheduler/, text_encoder/ and tokenizer/ (SDXL: also "
+                "text_encoder_2/ and tokenizer_2/) as written by diffusers' save_pretrained.") from err
         raise WeightsUnavailable(
             f"weights for {source!r} are not available offline ({type(err).__name__}). Download them once with "
             f"`hf download {spec.hub_id}` (or `huggingface-cli download {spec.hub_id}`) on a machine with "
@@ -246,7 +311,7 @@ def _build_random(spec: Spec, device: torch.device, dtype: torch.dtype, seed: in
     folder = CONFIG_DIR / str(spec.random_config)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(json.loads((folder / "unet.json").read_text()))
-    vae = AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text()))
+    vae = AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text()))  # float32, as it runs
     scheduler = DDPMScheduler.from_config(json.loads((folder / "scheduler.json").read_text()))
     encoders = [CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder.json").read_text())))]
     if spec.family == "sdxl":
@@ -277,9 +342,15 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
                     organism.RESOLUTION, "trained" if weights == "pretrained" else "random", "organism")
 
 
-def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                  weights: str = "pretrained", *, seed: int = 0, download: bool = False) -> Backbone | vit.VitBackbone:
-    """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline."""
+def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+                  weights: str = "pretrained", *, seed: int = 0, download: bool = False,
+                  progress: bool = True) -> Backbone | vit.VitBackbone:
+    """Load a named backbone (see KNOWN_NAMES) or a local diffusers folder; weights="random" builds offline.
+
+    dtype: a torch dtype or its name ("float32", "bfloat16", ...); None: float32 on CPU (float64
+    for the organism), float16 on GPU.
+    progress=False silences the weight-loading progress bars.
+    """
     if name_or_path in vit.NAMES:  # not a UNet: the ONNX ViT-S/14 (zsnb.vit)
         return vit.load(name_or_path, device, dtype, weights)
     if weights not in ("pretrained", "random"):
@@ -292,6 +363,7 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
     if name_or_path in SPECS:
         spec, source = SPECS[name_or_path], SPECS[name_or_path].hub_id
     elif Path(name_or_path).is_dir():
+        _check_local_folder(Path(name_or_path))
         spec, source = Spec(str(name_or_path), "sd1", 512, None), str(name_or_path)
     else:
         raise UnknownNameError(f"unknown backbone {name_or_path!r}; known: {', '.join(KNOWN_NAMES)}, or the "
@@ -303,10 +375,9 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: 
                             f"{', '.join(with_configs)} and 'organism'.")
         unet, vae, scheduler, encode, resolution = _build_random(spec, dev, dtype, seed)
     else:
-        unet, vae, scheduler, encode, resolution = _load_pretrained(source, spec, dev, dtype, download)
+        with _loading_output(progress):
+            unet, vae, scheduler, encode, resolution = _load_pretrained(source, spec, dev, dtype, download)
     unet = _place(unet, dev, dtype).eval().requires_grad_(False)
-    # SDXL's VAE overflows in float16 (its config says force_upcast): keep it in float32 then.
-    vae_dtype = torch.float32 if getattr(vae.config, "force_upcast", False) else dtype
-    vae = _place(vae, dev, vae_dtype).eval().requires_grad_(False)
+    vae = _place(vae, dev, _vae_dtype(dict(vae.config), dtype)).eval().requires_grad_(False)
     family = "sdxl" if unet.config.addition_embed_type == "text_time" else "sd1"  # a local folder's, too
     return Backbone(str(name_or_path), unet, vae, scheduler, encode, resolution, weights, family)

@@ -7,9 +7,9 @@ Shi-Malik NCut splits it in two along the second generalised eigenvector, recurs
 costs less than tau. Each leaf's mean feature is a "concept"; pixels take the concept whose dot product
 with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 median filter refine.
 
-Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree), `assign_concepts`,
-`zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture (the registry's entry point,
-`zsnb.segment("diffcut", ...)`).
+Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree; leaves numbered by
+`leaf_labels`; optional stop `spectral_gap`), `assign_concepts`, `zsnb.pamr.pamr`; `segment` runs them all,
+`segment_capture` reads a Capture (the registry's entry point, `zsnb.segment("diffcut", ...)`).
 
 Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
 down_blocks[-1].attentions[-1].transformer_blocks[-1].attn1 (32 x 32 x 1280), tau = 0.5, alpha = 10,
@@ -33,11 +33,22 @@ Deliberate deviations (on clean inputs the leaf partition is the official one; t
 - The graph stage runs in float64 on the CPU; affinities below the smallest normal float64 are set to 0.
 - NCut is evaluated as cut/assoc(A) + cut/assoc(B), equal to Shi-Malik's y'(D-W)y / y'Dy, for all 100
   thresholds in one matrix product (official: a Python loop).
-- Leaves are numbered 0..k-1 in visiting order ("1" side first); official labels are rank of a bit code.
+- An optional stop the official code lacks, off by default (`recursive_ncut_tree(..., gap=CHAIN_GAP)`): a
+  split is kept only if the segment's normalised-Laplacian spectrum has a gap (`spectral_gap` < gap). On a
+  smooth feature field every region has cheap cuts (NCut < tau), but its spectrum grows without a jump;
+  a chain, the most elongated continuum, has lambda_2 / lambda_3 -> 1/4 from above, hence CHAIN_GAP.
+  Measured (benchmarks/diffcut.py): synthetic 32 x 32 x 1280 fields, six regions plus a smooth field of std
+  1: 121 segments -> 6, all tokens right; a smooth field alone: 66 -> 1. But on the organism's features
+  (20 scenes, its tau 0.8) the useful splits have no gap either: objects mIoU 0.501 -> 0.425, parts
+  0.251 -> 0.161; and regions weaker than the smooth variation (std 1.5) are merged into one. Hence off.
 - `assign_concepts` upsamples the k score maps instead of the C feature maps: bilinear interpolation is
   linear, so the scores are the same and memory is k/C of the official's.
 
-Kept as official, worth knowing: the graph has self-loops (diagonal 1). When a segment's summed affinity to
+Kept as official, worth knowing: leaves are numbered as the official code numbers them (`leaf_labels`),
+not in visiting order. The numbering matters: the final 3 x 3 median filter ranks label indices, so a pixel
+where three segments meet takes whichever label is numbered in the middle. Making the result independent
+of the numbering (a majority filter) would change the official output; numbering as it does keeps it.
+The graph has self-loops (diagonal 1). When a segment's summed affinity to
 the rest of itself is below 1 (large alpha or noisy features), halving it costs NCut < 0.5, so the
 recursion splits it down to the guards; min_size then bounds the number of segments by N / min_size.
 """
@@ -46,7 +57,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -70,9 +81,12 @@ LANCZOS_TOL: float = 1e-8  # relative eigenvalue accuracy asked of ARPACK
 LANCZOS_SEED: int = 0  # fixed start vector, so results are reproducible
 EIGH_JITTER: float = 1e-10  # diagonal shift for the last-resort eigh retry
 COSINE_ATOL: float = 1e-5  # float32 cosines of unit vectors carry ~1e-6 rounding error: below, no signal
+GAP_EIGENVALUES: int = 8  # ours: the spectral-gap stop looks for a gap after lambda_2 .. lambda_8
+EIGEN_ATOL: float = 1e-9  # float64 Laplacian eigenvalues below this are zero (rounding is ~1e-15)
+CHAIN_GAP: float = 0.25  # lambda_2 / lambda_3 of a path graph, the most elongated continuum, tends to 1/4 from above
 FEATURE_TAP: str = "down_last_attn1"  # official tap: capture alias of the encoder's last self-attention
 STOPS: tuple[str, ...] = ("split", "ncut >= tau", "min_size", "max_depth", "constant",
-                          "eigensolver failed", "no valid threshold")
+                          "eigensolver failed", "no valid threshold", "no spectral gap")
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ class NCutNode:
     mask: Tensor
     ncut: float
     stop: str  # "split", or why this node is a leaf (one of STOPS)
-    label: int | None  # leaf label in the output map; None for split nodes
+    label: int | None  # leaf label in the output map (numbered as the official code: `leaf_labels`); None for splits
 
 
 def _check_features(features: Any, name: str = "features") -> Tensor:
@@ -108,7 +122,8 @@ def _check_positive(**values: float) -> None:
     """Raise ZsnbError naming the first argument that is not a finite positive number."""
     for name, v in values.items():
         if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-            raise ZsnbError(f"{name}={v!r} must be a finite positive number (DiffCut: tau 0.5, alpha 10).")
+            raise ZsnbError(f"{name}={v!r} must be a finite positive number (DiffCut: tau 0.5, alpha 10; "
+                            "gap: CHAIN_GAP).")
 
 
 def affinity(features: Tensor, alpha: float = 10.0) -> Tensor:
@@ -187,10 +202,62 @@ def best_threshold(v: Tensor, w: Tensor, min_size: int = 1) -> tuple[Tensor, flo
     return x[:, best].bool(), float(ncut[best])
 
 
+def spectral_gap(w: Tensor, k: int = GAP_EIGENVALUES) -> float:
+    """Affinity (n, n) -> min over j = 2..k of lambda_j / lambda_(j+1), eigenvalues of I - D^-1/2 W D^-1/2.
+
+    Small when the segment holds j well-separated groups (j near-zero eigenvalues, then a jump); a smooth
+    continuum has eigenvalues growing like (j - 1)**2 at fastest (a chain), so its ratios stay above 1/4.
+    0 when even lambda_(k+1) is zero: more than k disconnected pieces.
+    """
+    s = w.sum(1).clamp_min(torch.finfo(w.dtype).tiny).rsqrt()
+    m = w * s[:, None] * s[None, :]
+    top = min(k + 1, len(w))
+    if len(w) > DENSE_MAX_TOKENS and top < len(w) - 1:
+        v0 = np.random.default_rng(LANCZOS_SEED).standard_normal(len(m))
+        with threadpool_limits(limits=1, user_api="blas"):  # see _lanczos_top
+            mu = scipy.sparse.linalg.eigsh(m.numpy(), k=top, which="LA", v0=v0, tol=LANCZOS_TOL,
+                                           return_eigenvectors=False)
+        mu = torch.from_numpy(np.sort(mu)[::-1].copy())
+    else:
+        mu = torch.linalg.eigvalsh(m).flip(0)[:top]
+    lam = (1 - mu).clamp_min(0.0)  # (top,) ascending; lam[0] = 0 is the trivial eigenvalue
+    if lam[-1] <= EIGEN_ATOL:
+        return 0.0
+    return float((lam[1:-1] / lam[2:]).min()) if top > 2 else 1.0
+
+
+def leaf_labels(nodes: list[NCutNode]) -> dict[int, int]:
+    """Nodes in visiting order -> {leaf index: label}, labels 0..k-1 numbered as the official code numbers them.
+
+    The official code stores the "1" side of every split in visiting order, gives the j-th stored mask a weight
+    above the sum of all earlier ones (here 2**j), sums the weights of the masks holding each token and
+    relabels the distinct sums in increasing order. A leaf's label is thus the rank of the sum of 2**j over
+    the splits j whose "1" side holds it.
+    """
+    order = {node.index: j for j, node in enumerate(n for n in nodes if n.stop == "split")}
+    codes = {}
+    for node in nodes:
+        if node.stop == "split":
+            continue
+        code, child = 0, node
+        while child.parent is not None:
+            code += child.side << order[child.parent]  # side 1: inside that split's stored mask
+            child = nodes[child.parent]
+        codes[node.index] = code
+    return {index: rank for rank, index in enumerate(sorted(codes, key=codes.__getitem__))}
+
+
 def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_size: int = MIN_SIZE,
-                        max_depth: int = MAX_DEPTH, solver: str = "auto") -> tuple[Tensor, list[NCutNode]]:
-    """(h, w, C) or (N, C) features -> (labels (h, w) or (N,) long in 0..k-1, nodes in visiting order)."""
+                        max_depth: int = MAX_DEPTH, solver: str = "auto", gap: float | None = None
+                        ) -> tuple[Tensor, list[NCutNode]]:
+    """(h, w, C) or (N, C) features -> (labels (h, w) or (N,) long in 0..k-1, nodes in visiting order).
+
+    gap: None splits whenever NCut < tau (official). A number also asks the segment's spectrum for separate
+    groups: a split is kept only if `spectral_gap` < gap (CHAIN_GAP: no smooth continuum passes).
+    """
     _check_positive(tau=tau)
+    if gap is not None:
+        _check_positive(gap=gap)
     if not (isinstance(min_size, int) and min_size >= 1 and isinstance(max_depth, int) and max_depth >= 0):
         raise ValueError(f"min_size={min_size!r} must be an int >= 1 and max_depth={max_depth!r} an int >= 0 "
                          f"(defaults {MIN_SIZE} and {MAX_DEPTH}).")
@@ -199,7 +266,6 @@ def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0,
     n = len(w_all)
     labels = torch.empty(n, dtype=torch.long)
     nodes: list[NCutNode] = []
-    leaves = 0
     stack: list[tuple[Tensor, int, int | None, int | None]] = [(torch.arange(n), 0, None, None)]
     while stack:
         idx, depth, parent, side = stack.pop()
@@ -218,18 +284,20 @@ def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0,
         else:
             part, ncut = best_threshold(v, w, min_size)
             stop = "no valid threshold" if math.isinf(ncut) else "split" if ncut < tau else "ncut >= tau"
-        label = None
+            if stop == "split" and gap is not None and spectral_gap(w) >= gap:
+                stop = "no spectral gap"
         if stop == "split":
             here = len(nodes)
             stack.append((idx[~part], depth + 1, here, 0))
             stack.append((idx[part], depth + 1, here, 1))  # popped first: the "1" side is visited first
-        else:
-            label = leaves
-            labels[idx] = label
-            leaves += 1
         mask = torch.zeros(n, dtype=torch.bool)
         mask[idx] = True
-        nodes.append(NCutNode(len(nodes), parent, side, depth, mask.reshape(grid), ncut, stop, label))
+        nodes.append(NCutNode(len(nodes), parent, side, depth, mask.reshape(grid), ncut, stop, None))
+    ranks = leaf_labels(nodes)
+    nodes = [replace(node, label=ranks.get(node.index)) for node in nodes]
+    for node in nodes:
+        if node.label is not None:
+            labels[node.mask.flatten()] = node.label
     return labels.reshape(grid).to(features.device), nodes
 
 

@@ -4,7 +4,9 @@ Araslanov & Roth, "Single-Stage Semantic Segmentation from Image Labels", CVPR 2
 visinf/1-stage-wseg, copied into DiffCut's tools/pamr.py). Each pixel's mask becomes a weighted average
 of its 8 neighbours at every dilation; the weights are a softmax of -|colour difference| scaled by the
 local colour spread, so labels flow along regions of similar colour and stop at edges. DiffCut then
-takes the argmax and applies a 3 x 3 median filter.
+takes the argmax and applies a 3 x 3 median filter. The median ranks label values, as the official code
+does (one mask per label in increasing order), so the output depends on how labels are numbered: DiffCut's
+are numbered as the official code numbers them (`zsnb.diffcut.leaf_labels`).
 
 Official settings in DiffCut's eval: 10 iterations, dilations (1, 2, 4, 8), at 128 x 128.
 Same arithmetic as the official module (replicate padding, unbiased std over the 9 taps of every
