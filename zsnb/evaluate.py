@@ -43,7 +43,6 @@ from zsnb import data, metrics, organism, registry, worldeval
 from zsnb.backbones import Backbone, load_backbone
 from zsnb.errors import ZsnbError
 
-DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 def score_sample(pred: torch.Tensor, sample: data.Sample, label: np.ndarray, dataset: data.Dataset) -> dict:
     """One image's record: Hungarian TP/FP/FN per class (real datasets) or segment scores (world)."""
@@ -227,9 +226,8 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out)
-    if dtype is not None and dtype not in DTYPES:
-        raise ZsnbError(f"--dtype {dtype}: use float16, bfloat16 or float32 (default: the backbone's).")
-    model = load_backbone(backbone, device=device or state.device, dtype=DTYPES.get(dtype), weights=weights)
+    model = load_backbone(backbone, device=device or state.device, dtype=dtype, weights=weights,
+                          progress=progress)
     # Weights, the dtype the model runs in (not how it was asked for) and method parameters are part of the run:
     # records of a retrained, re-tuned or re-cast model must not mix.
     config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": str(model.dtype).removeprefix(
@@ -261,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="results folder; rerunning into it resumes")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--device", help="default: this process's accelerator (cuda:<rank>) or cpu")
-    parser.add_argument("--dtype", choices=list(DTYPES))
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32", "float64"])
     parser.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
                         help="random: the backbone's architecture with seeded random weights, offline")
     parser.add_argument("--no-progress", action="store_true")
