@@ -1,7 +1,8 @@
-"""The benchmarks' one timing helper: medians of interleaved runs after a warm-up."""
+"""The benchmarks' measuring helpers: medians of interleaved runs after a warm-up, and peak memory."""
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -22,3 +23,8 @@ def median_times(fns: Sequence[Callable[[], object]], repeats: int,
             fn()
             bucket.append(clock() - start)
     return [statistics.median(t) for t in times]
+
+
+def peak_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

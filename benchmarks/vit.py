@@ -2,7 +2,7 @@
 
 Times `zsnb.capture` on the shipped astronaut photo: all 12 blocks' head-averaged maps plus the final-LayerNorm
 features (what DiffSeg and DiffCut read), and the features alone. Reference: benchmarks/diffseg.py's fp32 GEMM
-(256 x 4096) @ (4096 x 4096), timed in the same run with its `median_time`. Memory: the process's peak resident
+(256 x 4096) @ (4096 x 4096), timed in the same run (`timing.median_times`). Memory: the process's peak resident
 set size (ru_maxrss) after loading and after each side's captures, as increments over the previous peak
 (monotone, so the cheaper side runs first). Writes benchmarks/results/vit.json and vit.md.
 
@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
 import onnxruntime
 import torch
-from diffseg import median_time  # benchmarks/diffseg.py: this script's folder is first on sys.path
+from timing import median_times, peak_mib  # benchmarks/timing.py: this script's folder is first on sys.path
 
 from zsnb import capture, load_backbone, photos
 
 SIDES = (224, 448)
-
-
-def peak_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -40,7 +34,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     a, b = torch.randn(256, 4096), torch.randn(4096, 4096)
-    gemm_s = median_time(lambda: a @ b, args.repeats)
+    gemm_s = median_times([lambda: a @ b], args.repeats)[0]
 
     before = peak_mib()
     start = time.perf_counter()
@@ -52,11 +46,11 @@ def main() -> None:
         before = peak_mib()
         for name, kwargs in {"12 maps + final-LN features": {"attention": "self"},
                              "final-LN features only": {"attention": None}}.items():
-            s = median_time(lambda kw=kwargs, side=side: capture(backbone, photo, (0,), features=("last",),
-                                                                 size=side, **kw), args.repeats)
+            s = median_times([lambda kw=kwargs, side=side: capture(backbone, photo, (0,), features=("last",),
+                                                                 size=side, **kw)], args.repeats)[0]
             rows[f"{side} px, {name}"] = {"s": s}
         rows[f"{side} px, 12 maps + final-LN features"]["peak_increase_mib"] = peak_mib() - before
-    gemm_after_s = median_time(lambda: a @ b, args.repeats)  # a busy machine shows as a drift between the two
+    gemm_after_s = median_times([lambda: a @ b], args.repeats)[0]  # a busy machine shows as a drift between the two
     for r in rows.values():
         r["ratio_to_gemm"] = round(r["s"] / gemm_s, 2)
         r["s"] = round(r["s"], 4)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from zsnb import diffseg, worldeval
 from zsnb.errors import ZsnbError
+from zsnb.memory import DEFAULT_BUDGET_GB
 from zsnb.precision import as_real
 
 AGGREGATE = "aggregate"  # view name of DiffSeg's multi-resolution aggregate
@@ -176,7 +177,8 @@ class Survey:
 
 
 def survey(backbone: Any, seeds: Sequence[int], timestep: int, levels: Sequence[str] = worldeval.LEVELS,
-           n_pairs: int = 200, pair_seed: int = 0, batch: int = 64, **capture_kwargs: Any) -> Survey:
+           n_pairs: int = 200, pair_seed: int = 0, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB,
+           **capture_kwargs: Any) -> Survey:
     """Intra masses (every view) and pair KLs (resolution means and aggregate) on the scenes of `seeds`.
 
     For level "parts", "sibling" pairs are drawn as same-object pairs and kept where their parts differ.
@@ -184,7 +186,7 @@ def survey(backbone: Any, seeds: Sequence[int], timestep: int, levels: Sequence[
     gen = torch.Generator().manual_seed(pair_seed)
     out = Survey()
     kl: dict[str, dict[str, dict[str, list]]] = {}
-    for scenes, cap in worldeval.captures(backbone, seeds, (timestep,), batch, progress=False,
+    for scenes, cap in worldeval.captures(backbone, seeds, (timestep,), batch, False, memory_gb,
                                           attention="self", **capture_kwargs):
         for i, sc in enumerate(scenes):
             vs = views(cap.self_attention(timestep, i))

@@ -22,6 +22,7 @@ from zsnb import hierarchy, metrics, registry, world
 from zsnb.backbones import Backbone
 from zsnb.errors import ZsnbError
 from zsnb.extract import NOISE_SEED, Capture, capture
+from zsnb.memory import DEFAULT_BUDGET_GB, batch_size
 from zsnb.metrics import segment_scores
 
 LEVELS: tuple[str, ...] = ("objects", "parts")
@@ -41,10 +42,19 @@ def scene_tensor(scenes: Sequence[world.Scene]) -> torch.Tensor:
     return torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
 
 
-def captures(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], batch: int = 32,
-             progress: bool = True, **capture_kwargs) -> Iterator[tuple[list[world.Scene], Capture]]:
-    """(scenes, capture of those scenes at all timesteps) for batches of `seeds`."""
-    batches = scene_batches(seeds, batch)
+def captures(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], batch: int | None = None,
+             progress: bool = True, memory_gb: float = DEFAULT_BUDGET_GB, **capture_kwargs
+             ) -> Iterator[tuple[list[world.Scene], Capture]]:
+    """(scenes, capture of those scenes at all timesteps) for batches of `seeds`.
+
+    Scenes are drawn at the capture's input size (capture_kwargs["size"], else the backbone's native side),
+    so a Stable Diffusion backbone sees a 512 px scene, not a 32 px one upsampled. batch None: as many
+    scenes as `memory_gb` holds (`zsnb.memory.batch_size`).
+    """
+    size = capture_kwargs.get("size") or backbone.resolution
+    batch = batch or batch_size(backbone, size, len(timesteps), capture_kwargs.get("attention", "self"),
+                                capture_kwargs.get("features", ()), memory_gb)
+    batches = scene_batches(seeds, batch, size)
     for scenes in tqdm(batches, total=-(-len(seeds) // batch), desc="capture", disable=not progress):
         yield scenes, capture(backbone, scene_tensor(scenes), timesteps, **capture_kwargs)
 
@@ -78,29 +88,30 @@ def score(preds: Sequence[torch.Tensor | np.ndarray], scenes: Sequence[world.Sce
 
 
 def method_captures(backbone: Backbone, method: str, seeds: Sequence[int], params: Mapping[str, Any],
-                    batch: int = 32, progress: bool = False) -> Iterator[tuple[list[world.Scene], Capture]]:
+                    batch: int | None = None, progress: bool = False,
+                    memory_gb: float = DEFAULT_BUDGET_GB) -> Iterator[tuple[list[world.Scene], Capture]]:
     """(scenes, capture of what `method` needs with `params`, at params["size"]) for batches of `seeds`."""
     n = registry.get(method).needs(params)
-    yield from captures(backbone, seeds, n.timesteps, batch, progress, noise=n.noise, seed=n.seed,
+    yield from captures(backbone, seeds, n.timesteps, batch, progress, memory_gb, noise=n.noise, seed=n.seed,
                         attention=n.attention, features=n.features, stop_after=n.stop_after, size=params["size"])
 
 
-def predict(backbone: Backbone, method: str, seeds: Sequence[int], batch: int = 32, progress: bool = False,
-            **overrides: Any) -> tuple[list[torch.Tensor], list[world.Scene]]:
+def predict(backbone: Backbone, method: str, seeds: Sequence[int], batch: int | None = None, progress: bool = False,
+            memory_gb: float = DEFAULT_BUDGET_GB, **overrides: Any) -> tuple[list[torch.Tensor], list[world.Scene]]:
     """Labels of registered `method` (its parameters on this backbone, overridden) for each scene, at its size."""
     params = registry.params(method, backbone, **overrides)
     segment = registry.get(method).segment_capture
     preds, scenes_all = [], []
-    for scenes, cap in method_captures(backbone, method, seeds, params, batch, progress):
+    for scenes, cap in method_captures(backbone, method, seeds, params, batch, progress, memory_gb):
         preds += [segment(cap, i, params, s.objects.shape) for i, s in enumerate(scenes)]
         scenes_all += scenes
     return preds, scenes_all
 
 
-def evaluate(backbone: Backbone, method: str, seeds: Sequence[int], batch: int = 32, progress: bool = False,
-             **overrides: Any) -> dict[str, float]:
+def evaluate(backbone: Backbone, method: str, seeds: Sequence[int], batch: int | None = None, progress: bool = False,
+             memory_gb: float = DEFAULT_BUDGET_GB, **overrides: Any) -> dict[str, float]:
     """`score` of registered `method` on the scenes of `seeds` (see `predict`)."""
-    return score(*predict(backbone, method, seeds, batch, progress, **overrides))
+    return score(*predict(backbone, method, seeds, batch, progress, memory_gb, **overrides))
 
 
 def score_table(rows: Mapping[str, Mapping[str, float]], label: str = "method",
@@ -118,7 +129,8 @@ def score_table(rows: Mapping[str, Mapping[str, float]], label: str = "method",
 
 
 def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], noise: str = "none",
-                   seed: int = NOISE_SEED, batch: int = 32) -> dict[int, dict[str, Any]]:
+                   seed: int = NOISE_SEED, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB
+                   ) -> dict[int, dict[str, Any]]:
     """Per t: mean layer entropy by side, DiffSeg and DiffCut (the backbone's parameters, t replaced) scores.
 
     One capture per batch holds every t (at DiffSeg's input size), so both methods see the same input.
@@ -126,7 +138,7 @@ def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence
     ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
     preds: dict[int, dict[str, list]] = {t: {"diffseg": [], "diffcut": [], "entropy": []} for t in timesteps}
     scenes_all: list[world.Scene] = []
-    for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, progress=False, noise=noise, seed=seed,
+    for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, False, memory_gb, noise=noise, seed=seed,
                                 attention="self", features=(dc["tap"],), size=ds["size"]):
         scenes_all += scenes
         for t in timesteps:
@@ -167,8 +179,8 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
             criteria: Sequence[str] = hierarchy.CRITERIA, targets: Sequence[str | None] = (None,),
             params: Mapping[str, Mapping[str, Any]] | None = None, features_tap: str | None = None,
             temperature: float = hierarchy.DEFAULT_TEMPERATURE, noise: str = "none", seed: int = NOISE_SEED,
-            batch: int = 32) -> tuple[dict[Setting, dict[str, float]], dict[Setting, list[torch.Tensor]],
-                                      list[world.Scene]]:
+            batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB
+            ) -> tuple[dict[Setting, dict[str, float]], dict[Setting, list[torch.Tensor]], list[world.Scene]]:
     """(scores, label maps, scenes) of static-t and adaptive-t* groupings, one multi-t capture per batch.
 
     Keyed by `Setting`: every static t and every (criterion, target), per fusion and grouping. Scores as
@@ -179,7 +191,7 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
     ts = sorted(timesteps)
     preds: dict[Setting, list[torch.Tensor]] = {}
     scenes_all: list[world.Scene] = []
-    for scenes, cap in captures(backbone, seeds, ts, batch, progress=False, noise=noise, seed=seed,
+    for scenes, cap in captures(backbone, seeds, ts, batch, False, memory_gb, noise=noise, seed=seed,
                                 attention="self", features=(tap,)):
         scenes_all += scenes
         for i, s in enumerate(scenes):
