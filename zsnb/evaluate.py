@@ -115,11 +115,14 @@ def _check_config(out: Path, config: dict) -> None:
 
 
 def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indices: Sequence[int], out: Path,
-                   rank: int = 0, progress: bool = True) -> int:
-    """Segment and score the images `indices` not yet recorded in OUT; returns how many were done now."""
+                   rank: int = 0, progress: bool = True, **overrides: Any) -> int:
+    """Segment and score the images `indices` not yet recorded in OUT; returns how many were done now.
+
+    overrides replace the method's registry parameters (e.g. size, for a quick run at a reduced input side).
+    """
     done = set(read_records(out))
     todo = [i for i in indices if i not in done]
-    m, params = registry.get(method), registry.params(method, backbone, dataset.name)
+    m, params = registry.get(method), registry.params(method, backbone, dataset.name, **overrides)
     image_size = params["size"]
     label_size = params[m.label_key] or image_size
     path = out / f"records-{rank}.jsonl"
@@ -211,8 +214,10 @@ def paper_table() -> str:
 
 def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: str | Path | None = None,
              limit: int | None = None, device: str | None = None, dtype: str | None = None,
-             progress: bool = True, weights: str = "pretrained") -> dict[str, Any] | None:
+             progress: bool = True, weights: str = "pretrained", size: int | None = None) -> dict[str, Any] | None:
     """Run (or resume) one evaluation into OUT; returns the results on the main process, None elsewhere.
+
+    size: the input side instead of the method's official one (smaller runs faster, scores differ).
 
     Under `accelerate launch` (or torchrun) the images are sharded by index over the processes, each on
     its own device; the main process waits for all of them and merges.
@@ -226,12 +231,13 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out)
+    overrides = {} if size is None else {"size": size}
     model = load_backbone(backbone, device=device or state.device, dtype=dtype, weights=weights,
                           progress=progress)
     # Weights, the dtype the model runs in (not how it was asked for) and method parameters are part of the run:
     # records of a retrained, re-tuned or re-cast model must not mix.
     config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": str(model.dtype).removeprefix(
-        "torch."), "weights": weights_id(model), "parameters": registry.params(method, model, dataset)}
+        "torch."), "weights": weights_id(model), "parameters": registry.params(method, model, dataset, **overrides)}
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         _check_config(out, config)
@@ -239,7 +245,7 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
     if not state.is_main_process:
         _check_config(out, config)
     indices = range(state.process_index, n, state.num_processes)
-    evaluate_shard(method, model, ds, indices, out, state.process_index, progress)
+    evaluate_shard(method, model, ds, indices, out, state.process_index, progress, **overrides)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
@@ -262,11 +268,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32", "float64"])
     parser.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
                         help="random: the backbone's architecture with seeded random weights, offline")
+    parser.add_argument("--size", type=int, help="input side in pixels instead of the method's official one")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         result = evaluate(args.method, args.backbone, args.dataset, args.out, args.root, args.limit, args.device,
-                          args.dtype, not args.no_progress, args.weights)
+                          args.dtype, not args.no_progress, args.weights, args.size)
     except ZsnbError as e:  # every zsnb error: the message says what to fix, a traceback would bury it
         parser.exit(2, f"zsnb.evaluate: error: {e}\n")
     if result is not None:

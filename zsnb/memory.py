@@ -20,7 +20,7 @@ from zsnb.extract import resolve_tap
 DEFAULT_BUDGET_GB: float = 24.0  # what fits a 24 GB GPU, the common research card
 # Working memory of one image's forward beyond its captured maps, as a share of those maps. Measured with
 # `benchmarks/memory.py`: SD1.5 architecture at 512 px, float32 on the CPU, peak RSS of batch 2 minus batch 1.
-ACTIVATION_SHARE: float = 1.0
+ACTIVATION_SHARE: float = 1.7
 TEXT_TOKENS: int = 77  # CLIP's context length: the keys of every cross-attention map
 
 

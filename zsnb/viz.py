@@ -92,8 +92,14 @@ def show_image(ax: Axes, image: torch.Tensor | np.ndarray, title: str = "") -> N
     ax.axis("off")
 
 
-def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray, title: str = "", image=None, alpha: float = 0.6) -> None:
-    """Draw an integer label map (H, W), optionally over an image."""
+def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str = "", image=None,
+                alpha: float = 0.6) -> None:
+    """Draw an integer label map (H, W), optionally over an image; None (a photo's missing ground truth) says so."""
+    if labels is None:
+        ax.text(0.5, 0.5, "no ground truth\n(your photo)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.axis("off")
+        return
     arr = _np(labels)
     if image is not None:
         show_image(ax, image)

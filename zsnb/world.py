@@ -38,11 +38,14 @@ OUTLINE_RGB: float = 0.05  # outline grey level, darker than any background pixe
 
 @dataclass(frozen=True)
 class Scene:
-    """One scene: image (H, W, 3) float32 in [0, 1]; parts and objects (H, W) int64, 0 = background."""
+    """One scene: image (H, W, 3) float32 in [0, 1]; parts and objects (H, W) int64, 0 = background.
+
+    A user's photo (`zsnb.worldeval.walkthrough`) is a Scene without ground truth: parts and objects None.
+    """
 
     image: np.ndarray
-    parts: np.ndarray
-    objects: np.ndarray
+    parts: np.ndarray | None
+    objects: np.ndarray | None
     seed: int
 
 

@@ -22,6 +22,7 @@ from zsnb import hierarchy, metrics, registry, world
 from zsnb.backbones import Backbone
 from zsnb.errors import ZsnbError
 from zsnb.extract import NOISE_SEED, Capture, capture
+from zsnb.images import load_image
 from zsnb.memory import DEFAULT_BUDGET_GB, batch_size
 from zsnb.metrics import segment_scores
 
@@ -35,6 +36,14 @@ def scene_batches(seeds: Sequence[int], batch: int = 32, size: int = world.DEFAU
     """Scenes of `seeds` in lists of at most `batch`."""
     for i in range(0, len(seeds), batch):
         yield [world.scene(s, size) for s in seeds[i : i + batch]]
+
+
+def walkthrough(seed: int, side: int, image_path: str | None = None) -> world.Scene:
+    """The scene a notebook dissects: world scene `seed` drawn at `side`, or your photo (no ground truth) at side."""
+    if image_path is None:
+        return world.scene(seed, side)
+    photo = load_image(image_path, side).permute(1, 2, 0).numpy()  # (side, side, 3), the official centre crop
+    return world.Scene(photo, None, None, seed=-1)
 
 
 def scene_tensor(scenes: Sequence[world.Scene]) -> torch.Tensor:
@@ -129,17 +138,18 @@ def score_table(rows: Mapping[str, Mapping[str, float]], label: str = "method",
 
 
 def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], noise: str = "none",
-                   seed: int = NOISE_SEED, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB
-                   ) -> dict[int, dict[str, Any]]:
+                   seed: int = NOISE_SEED, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB,
+                   size: int | None = None) -> dict[int, dict[str, Any]]:
     """Per t: mean layer entropy by side, DiffSeg and DiffCut (the backbone's parameters, t replaced) scores.
 
-    One capture per batch holds every t (at DiffSeg's input size), so both methods see the same input.
+    One capture per batch holds every t (at `size`, default DiffSeg's input size), so both methods see the
+    same input.
     """
     ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
     preds: dict[int, dict[str, list]] = {t: {"diffseg": [], "diffcut": [], "entropy": []} for t in timesteps}
     scenes_all: list[world.Scene] = []
     for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, False, memory_gb, noise=noise, seed=seed,
-                                attention="self", features=(dc["tap"],), size=ds["size"]):
+                                attention="self", features=(dc["tap"],), size=size or ds["size"]):
         scenes_all += scenes
         for t in timesteps:
             for i, s in enumerate(scenes):
@@ -179,7 +189,7 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
             criteria: Sequence[str] = hierarchy.CRITERIA, targets: Sequence[str | None] = (None,),
             params: Mapping[str, Mapping[str, Any]] | None = None, features_tap: str | None = None,
             temperature: float = hierarchy.DEFAULT_TEMPERATURE, noise: str = "none", seed: int = NOISE_SEED,
-            batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB
+            batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB, size: int | None = None
             ) -> tuple[dict[Setting, dict[str, float]], dict[Setting, list[torch.Tensor]], list[world.Scene]]:
     """(scores, label maps, scenes) of static-t and adaptive-t* groupings, one multi-t capture per batch.
 
@@ -192,7 +202,7 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
     preds: dict[Setting, list[torch.Tensor]] = {}
     scenes_all: list[world.Scene] = []
     for scenes, cap in captures(backbone, seeds, ts, batch, False, memory_gb, noise=noise, seed=seed,
-                                attention="self", features=(tap,)):
+                                attention="self", features=(tap,), size=size):
         scenes_all += scenes
         for i, s in enumerate(scenes):
             side = s.objects.shape
