@@ -129,3 +129,10 @@ def test_timestep_sweep_shifts_error_bars_apart():
     xs = [ln.get_transform().transform(np.c_[ln.get_xdata(), ln.get_ydata()])[0, 0]
           for ln in axes.flat[1].get_lines() if ln.get_marker() == "o"]
     assert len(xs) == 4 and len({round(x, 3) for x in xs}) == 4  # four series, four x positions at t = 0
+
+
+def test_share_scale_takes_a_grid_of_axes_and_a_power_scale():
+    fig, axes = plt.subplots(2, 2)
+    ims = [viz.show_map(ax, torch.rand(4, 4)) for ax in axes.flat]
+    viz.share_scale(ims, "x", axes, gamma=0.5)
+    assert all(im.norm is ims[0].norm for im in ims) and ims[0].norm.gamma == 0.5

@@ -16,7 +16,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colorbar import Colorbar
-from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.colors import ListedColormap, Normalize, PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
@@ -189,14 +189,18 @@ def show_map(ax: Axes, values: torch.Tensor | np.ndarray, title: str = "", query
     return im
 
 
-def share_scale(images: Sequence[AxesImage], label: str = "", axes: Sequence[Axes] | None = None) -> Colorbar:
-    """Give every 2-D image one linear scale spanning all their values, with one colorbar beside `axes`
-    (default: the images' axes), so that panels can be compared by brightness."""
+def share_scale(images: Sequence[AxesImage], label: str = "", axes: Any = None, gamma: float = 1.0) -> Colorbar:
+    """Give every 2-D image one scale spanning all their values, with one colorbar beside `axes` (any array
+    of axes; default: the images' axes), so that panels can be compared by brightness.
+
+    gamma < 1: a power scale that lifts faint structure next to a sharp peak (the colorbar shows the scale).
+    """
     values = [np.ma.compressed(im.get_array()) for im in images]
-    norm = Normalize(min(float(v.min()) for v in values), max(float(v.max()) for v in values))
+    lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
+    norm = Normalize(lo, hi) if gamma == 1 else PowerNorm(gamma, lo, hi)
     for im in images:
         im.set_norm(norm)
-    axes = list(axes) if axes is not None else [im.axes for im in images]
+    axes = [im.axes for im in images] if axes is None else list(np.ravel(axes))
     cbar = axes[0].figure.colorbar(images[0], ax=axes, shrink=0.9, pad=0.02)
     cbar.set_label(label)
     return cbar
@@ -338,7 +342,9 @@ def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, 
         ax.set_xscale("log")
         ax.set_xlabel("KL threshold tau (dotted: default)")
         ax.set_title(title)
-    axes[0].legend()
+    # below the axes: inside, the legend would cover the curves of a sweep that spans the whole panel
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(len(names), 4))
     axes[2].legend()
 
 
