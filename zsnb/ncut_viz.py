@@ -1,7 +1,7 @@
 """Plots for DiffCut's graph stage (notebook 05): recursion tree, Fiedler vector, a tau/alpha explorer.
 
 Every function draws on axes it is given or returns a callable for `ipywidgets.interact`; label colours match
-`zsnb.viz.show_labels` (label k is colour k of tab20), so a leaf in the tree has the colour of its segment.
+`zsnb.viz.show_labels` (`viz.segment_colour`), so a leaf in the tree has the colour of its segment.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
@@ -43,7 +44,7 @@ def tree_layout(nodes: Sequence[diffcut.NCutNode]) -> dict[int, tuple[float, flo
 
 def _thumbnail(node: diffcut.NCutNode) -> np.ndarray:
     """(h, w, 3) picture of a node's mask: its leaf colour (or grey when split) on light grey."""
-    colour = INNER_RGB if node.label is None else plt.get_cmap(viz.SEGMENT_CMAP)(node.label % 20)[:3]
+    colour = INNER_RGB if node.label is None else viz.segment_colour(node.label)
     mask = node.mask.cpu().numpy()[..., None]
     return np.where(mask, np.array(colour), np.array(OUTSIDE_RGB))
 
@@ -75,10 +76,10 @@ def draw_tree(ax: Axes, nodes: Sequence[diffcut.NCutNode], thumb_px: float = 40.
             img = OffsetImage(_thumbnail(n), zoom=thumb_px / side, interpolation="nearest")
             ax.add_artist(AnnotationBbox(img, (x, y), frameon=True, pad=0.1, zorder=2))
         else:
-            colour = INNER_RGB if n.label is None else plt.get_cmap(viz.SEGMENT_CMAP)(n.label % 20)
+            colour = INNER_RGB if n.label is None else viz.segment_colour(n.label)
             ax.scatter([x], [y], s=40, color=colour, zorder=2)
         ax.annotate(_node_text(n), (x, y), xytext=(0, -thumb_px * 0.75), textcoords="offset points",
-                    ha="center", va="top", fontsize=7)
+                    ha="center", va="top", fontsize=8)
     xs = [p[0] for p in pos.values()]
     depth = max(n.depth for n in nodes)
     ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
@@ -97,8 +98,11 @@ def show_fiedler(ax: Axes, vector: torch.Tensor, part: torch.Tensor, title: str 
 
 
 def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int],
-             out_size: int | None = None) -> Callable[..., Figure]:
-    """Features (h, w, C), image (3, H, W) -> update(tau, alpha) -> figure: affinity row, leaves, labels, PAMR."""
+             out_size: int | None = None, gt: torch.Tensor | None = None) -> Callable[..., Figure]:
+    """Features (h, w, C), image (3, H, W) -> update(tau, alpha) -> figure: affinity row, leaves, labels, PAMR.
+
+    gt (out_size, out_size): colour the final segments by their ground-truth match (`viz.match_to_gt`).
+    """
     h, w = features.shape[:2]
     size = out_size or image.shape[-1]
 
@@ -107,11 +111,12 @@ def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int]
         leaves = diffcut.recursive_ncut(features, tau, alpha)
         coarse = diffcut.segment(features, tau=tau, alpha=alpha, out_size=size, refine=False)
         fine = diffcut.segment(features, image=image, tau=tau, alpha=alpha, out_size=size)
-        fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
-        viz.show_map(axes[0], row, f"affinity of the query, alpha={alpha:g}", query=query)
+        fig, axes = plt.subplots(1, 5, figsize=(10, 2.4))
+        viz.show_map(axes[0], row, f"affinity, alpha={alpha:g}", query=query, norm=Normalize(0, 1))
         viz.show_labels(axes[1], leaves, f"NCut leaves: {leaves.unique().numel()}")
         viz.show_labels(axes[2], coarse, "concept assignment", image=image)
         viz.show_labels(axes[3], fine, f"PAMR: {fine.unique().numel()} segments", image=image)
+        viz.show_labels(axes[4], fine, "PAMR, flat colours", gt=gt)
         return fig
 
     return update

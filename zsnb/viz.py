@@ -14,26 +14,50 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import ListedColormap, Normalize, PowerNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.lines import Line2D
+from matplotlib.patheffects import withStroke
+from matplotlib.transforms import offset_copy
 from torch import Tensor
 
-from zsnb import diffseg, similarity
+from zsnb import diffseg, metrics, similarity
 
+# Sized for the width GitHub and JupyterLab give an output (about 900 px): figures of at most ~10 in shown at
+# 100 dpi keep 10 pt text at 10 pt; saved at 150 dpi they stay sharp when scaled down to that width.
 STYLE = {
-    "figure.dpi": 80,
-    "savefig.dpi": 80,
-    "font.size": 9,
-    "axes.titlesize": 9,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "image.interpolation": "nearest",
 }
-SEGMENT_CMAP = "tab20"
+# Segment colours: a neutral grey first (id 0 is the world's background), then tab10's strong colours (its grey
+# left out), then their light variants, so neighbouring ids never get two shades of one hue.
+_TAB20 = plt.get_cmap("tab20").colors
+PALETTE: tuple[tuple[float, float, float], ...] = (
+    (0.78, 0.78, 0.78), *(_TAB20[2 * k] for k in range(10) if k != 7), *(_TAB20[2 * k + 1] for k in range(10)))
+SEGMENT_CMAP = ListedColormap(PALETTE, name="zsnb_segments")
+UNIFORM_LABEL = "attention / uniform"  # colorbar label of maps shown as multiples of uniform attention
 
 
 def use_style() -> None:
-    """Apply the project's matplotlib style (small, legible, no smoothing of label maps)."""
+    """Apply the project's matplotlib style (legible at display size, no smoothing of label maps)."""
     plt.rcParams.update(STYLE)
+
+
+def segment_colour(label: int) -> tuple[float, float, float]:
+    """RGB of segment id `label`, as `show_labels` draws it (ids wrap around the palette)."""
+    return PALETTE[label % len(PALETTE)]
 
 
 FIGURES_ENV = "ZSNB_FIGURES"  # set by `make test`, so re-executing the notebooks leaves figures/ untouched
@@ -82,50 +106,132 @@ def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def _hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(3, H, W) or (H, W, 3) image -> (H, W, 3) numpy array."""
+    arr = _np(image)
+    return arr.transpose(1, 2, 0) if arr.ndim == 3 and arr.shape[0] == 3 else arr
+
+
 def show_image(ax: Axes, image: torch.Tensor | np.ndarray, title: str = "") -> None:
     """Draw an RGB image given as (3, H, W) or (H, W, 3) in [0, 1]."""
-    arr = _np(image)
-    if arr.ndim == 3 and arr.shape[0] == 3:
-        arr = arr.transpose(1, 2, 0)
-    ax.imshow(np.clip(arr, 0, 1))
+    ax.imshow(np.clip(_hwc(image), 0, 1))
     ax.set_title(title)
     ax.axis("off")
 
 
-def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str = "", image=None,
-                alpha: float = 0.6) -> None:
-    """Draw an integer label map (H, W), optionally over an image; None (a photo's missing ground truth) says so."""
+def match_to_gt(labels: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H, W) predicted ids -> (H, W) ids: a segment Hungarian-matched to an overlapping GT id takes that id,
+    the others take gt.max()+1, +2, ... (so the same object keeps its colour next to the ground truth)."""
+    g = metrics.as_label_map(gt, "gt")
+    n_class = int(g.max()) + 1
+    m = metrics.match_image(labels, g, n_class, ignore_index=None)
+    # Hungarian also pairs a class with a segment it does not touch when it has to: that is no match for the eye
+    to_gt = {pid: c for c, pid in m.assignment.items() if pid is not None and m.tp[c] > 0}
+    ids, dense = np.unique(metrics.as_label_map(labels, "labels"), return_inverse=True)
+    extra = iter(range(n_class, n_class + len(ids)))
+    lut = np.array([to_gt[i] if i in to_gt else next(extra) for i in ids.tolist()])
+    return lut[dense].reshape(g.shape)
+
+
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """(H, W) ids -> (N, 2, 2) pixel-edge segments ((x0, y0), (x1, y1)) between differing neighbours."""
+    ys, xs = np.nonzero(labels[:, 1:] != labels[:, :-1])  # vertical edge right of (ys, xs)
+    vertical = np.stack([np.stack([xs + 0.5, ys - 0.5], 1), np.stack([xs + 0.5, ys + 0.5], 1)], 1)
+    ys, xs = np.nonzero(labels[1:, :] != labels[:-1, :])  # horizontal edge below (ys, xs)
+    horizontal = np.stack([np.stack([xs - 0.5, ys + 0.5], 1), np.stack([xs + 0.5, ys + 0.5], 1)], 1)
+    return np.concatenate([vertical, horizontal]).astype(float)
+
+
+def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str = "", image=None, alpha: float = 0.0,
+                gt: torch.Tensor | np.ndarray | None = None) -> None:
+    """Draw an (H, W) label map as flat colours or, given an image, as segment outlines over it.
+
+    gt (H, W): colour each segment as the GT id it is matched to (`match_to_gt`). alpha > 0 also tints the
+    image with the segment colours; the default keeps striped textures readable (no colour blend). labels
+    None (a photo's missing ground truth) says so in the panel.
+    """
     if labels is None:
         ax.text(0.5, 0.5, "no ground truth\n(your photo)", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title)
         ax.axis("off")
         return
-    arr = _np(labels)
-    if image is not None:
+    arr = _np(labels) if gt is None else match_to_gt(labels, gt)
+    coloured = arr % len(PALETTE)
+    if image is None:
+        ax.imshow(coloured, cmap=SEGMENT_CMAP, vmin=0, vmax=len(PALETTE) - 1)
+    else:
         show_image(ax, image)
-    ax.imshow(arr % 20, cmap=SEGMENT_CMAP, vmin=0, vmax=19, alpha=alpha if image is not None else 1.0)
+        scale = _hwc(image).shape[0] / arr.shape[0]  # labels may be coarser than the image
+        if alpha > 0:
+            ax.imshow(coloured, cmap=SEGMENT_CMAP, vmin=0, vmax=len(PALETTE) - 1, alpha=alpha,
+                      extent=(-0.5, arr.shape[1] * scale - 0.5, arr.shape[0] * scale - 0.5, -0.5))
+        edges = (boundaries(arr) + 0.5) * scale - 0.5
+        ax.add_collection(LineCollection(edges, colors="white", linewidths=1.0,
+                                         path_effects=[withStroke(linewidth=2.2, foreground="black")]))
     ax.set_title(title)
     ax.axis("off")
 
 
+def show_segmentations(axes: Sequence[Axes], image: Any, gt: torch.Tensor | np.ndarray,
+                       preds: Mapping[str, torch.Tensor | np.ndarray], gt_title: str = "ground truth") -> None:
+    """Image | GT | each (H, W) prediction coloured by its GT match, in one row: len(axes) == 2 + len(preds)."""
+    show_image(axes[0], image, "image")
+    show_labels(axes[1], gt, f"{gt_title}: {len(np.unique(_np(gt)))}")
+    for ax, (name, labels) in zip(axes[2:], preds.items(), strict=True):
+        show_labels(ax, labels, f"{name}: {len(np.unique(_np(labels)))}", gt=gt)
+
+
 def show_map(ax: Axes, values: torch.Tensor | np.ndarray, title: str = "", query: tuple[int, int] | None = None,
-             cmap: str = "magma") -> None:
-    """Draw a 2-D map (e.g. one query's attention over keys), marking the query pixel if given."""
-    ax.imshow(_np(values), cmap=cmap)
+             cmap: str = "magma", norm: Normalize | None = None) -> AxesImage:
+    """Draw a 2-D map (e.g. one query's attention over keys), marking the query pixel if given.
+
+    norm: a scale shared with other panels (see `share_scale`); None scales this panel on its own.
+    """
+    im = ax.imshow(_np(values), cmap=cmap, norm=norm)
     if query is not None:
         ax.plot(query[1], query[0], marker="+", color="cyan", markersize=8, mew=1.5)
     ax.set_title(title)
     ax.axis("off")
+    return im
+
+
+def share_scale(images: Sequence[AxesImage], label: str = "", axes: Any = None, gamma: float = 1.0) -> Colorbar:
+    """Give every 2-D image one scale spanning all their values, with one colorbar beside `axes` (any array
+    of axes; default: the images' axes), so that panels can be compared by brightness.
+
+    gamma < 1: a power scale that lifts faint structure next to a sharp peak (the colorbar shows the scale).
+    """
+    values = [np.ma.compressed(im.get_array()) for im in images]
+    lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
+    norm = Normalize(lo, hi) if gamma == 1 else PowerNorm(gamma, lo, hi)
+    for im in images:
+        im.set_norm(norm)
+    axes = [im.axes for im in images] if axes is None else list(np.ravel(axes))
+    cbar = axes[0].figure.colorbar(images[0], ax=axes, shrink=0.9, pad=0.02)
+    cbar.set_label(label)
+    return cbar
+
+
+def relative_to_uniform(attention: torch.Tensor) -> torch.Tensor:
+    """(r, r) attention of one query (sums to 1) -> the same map in multiples of uniform attention 1/r^2."""
+    return attention * attention.numel()
 
 
 def show_query_row(axes: Sequence[Axes], image: torch.Tensor, maps: dict[int, torch.Tensor],
-                   query: tuple[float, float], title: str = "") -> None:
-    """Image with the query marked, then its attention map at each side: len(axes) == 1 + len(maps)."""
+                   query: tuple[float, float], title: str = "", shared: bool = False) -> list[AxesImage]:
+    """Image with the query marked, then its attention map at each side: len(axes) == 1 + len(maps).
+
+    Maps are drawn in multiples of uniform attention, so sides with different key counts are comparable;
+    shared: one scale and colorbar for the row (for a whole figure, pass the returned images to `share_scale`).
+    """
     show_image(axes[0], image, title)
     side_px = image.shape[-1]
     axes[0].plot(query[1] * side_px, query[0] * side_px, marker="+", color="cyan", markersize=8, mew=1.5)
-    for ax, (side, m) in zip(axes[1:], maps.items(), strict=True):
-        show_map(ax, m, f"{side}x{side}", query=(query[0] * side, query[1] * side))
+    images = [show_map(ax, relative_to_uniform(m), f"{side}x{side}", query=(query[0] * side, query[1] * side))
+              for ax, (side, m) in zip(axes[1:], maps.items(), strict=True)]
+    if shared:
+        share_scale(images, UNIFORM_LABEL, axes)
+    return images
 
 
 def explore(draw: Callable[..., Figure], **controls: Any) -> Any:
@@ -156,8 +262,8 @@ def query_explorer(cap, image: torch.Tensor, query: tuple[float, float] = (0.5, 
 
     def draw(row: float, col: float, t: int) -> Figure:
         maps = cap.query_maps(t, (row, col))
-        fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2 * (len(maps) + 1), 2))
-        show_query_row(axes, image, maps, (row, col), f"t={t}")
+        fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.2 * (len(maps) + 1) + 0.8, 2.3))
+        show_query_row(axes, image, maps, (row, col), f"t={t}", shared=True)
         return fig
 
     step = 1 / image.shape[-1]
@@ -178,7 +284,7 @@ def plot_intra(ax: Axes, surveys: Mapping[str, similarity.Survey], level: str) -
     ax.set_xticks(x, [similarity.short_name(n) for n in names], rotation=60, ha="right")
     ax.set_ylabel("own-segment mass - chance")
     ax.set_title(f"intra-attention similarity ({level})")
-    ax.legend(fontsize=7)
+    ax.legend()
 
 
 def plot_inter(ax: Axes, sv: similarity.Survey, level: str, view: str, tau: float | None = None,
@@ -197,18 +303,16 @@ def plot_inter(ax: Axes, sv: similarity.Survey, level: str, view: str, tau: floa
     ax.set_xlabel("symmetric KL between the two pixels' maps")
     ax.set_ylabel("fraction of pairs")
     ax.set_title(title or f"{view}, {level}: AUC {sv.auc(level, view):.3f}")
-    ax.legend(fontsize=7)
+    ax.legend()
 
 
 def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any) -> None:
-    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") over the (H, W, 3) image."""
-    image = np.clip(np.asarray(image), 0, 1)
+    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") outlined on the (H, W, 3) image."""
+    image = np.asarray(image)
     for it, (ax, props) in enumerate(zip(axes, stages, strict=True)):
         labels = diffseg.assign(props, image.shape[0])
-        ax.imshow(image)
-        ax.imshow(labels.numpy() % 20, cmap="tab20", vmin=0, vmax=19, alpha=0.6)
-        ax.set_title(f"iteration {it}: {len(props)} proposals\n-> {int(labels.max()) + 1} segments")
-        ax.axis("off")
+        show_labels(ax, labels, f"iteration {it}: {len(props)} proposals\n-> {int(labels.max()) + 1} segments",
+                    image=image)
 
 
 def show_diffseg(aggregated: Tensor, image: Any, kl_threshold: float = 1.1, num_points: int = 16,
@@ -244,8 +348,10 @@ def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, 
         ax.set_xscale("log")
         ax.set_xlabel("KL threshold tau (dotted: default)")
         ax.set_title(title)
-    axes[0].legend(fontsize=6)
-    axes[2].legend(fontsize=6)
+    # below the axes: inside, the legend would cover the curves of a sweep that spans the whole panel
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(len(names), 4))
+    axes[2].legend()
 
 
 def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., Figure]:
@@ -255,3 +361,56 @@ def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., Figure]:
         return show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
 
     return explore
+
+
+SWEEP_PANELS = (("segments", "segments per scene"), ("miou_parts", "mIoU vs parts"),
+                ("miou_objects", "mIoU vs objects"))
+SWEEP_METHODS = {"diffseg": "C0", "diffcut": "C1"}
+NOISE_STYLES = ("-", "--")  # line style of the first and second noise mode of a timestep sweep
+ERRORBAR_SHIFT_PT = 3.0  # horizontal spacing (points) between the error bars of series sharing an x value
+
+
+def timestep_axis(ax: Axes, timesteps: Sequence[int]) -> None:
+    """Symmetric-log t axis (linear below the first non-zero t) ticked at the grid, never below t = 0."""
+    ax.set_xscale("symlog", linthresh=min((t for t in timesteps if t > 0), default=1))
+    ax.set_xlim(-0.25 * min((t for t in timesteps if t > 0), default=1), max(timesteps) * 1.15)
+    ax.set_xticks(list(timesteps), [str(t) for t in timesteps], rotation=90)
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlabel("t")
+
+
+def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, Mapping]],
+                        gt: Mapping[str, float] | None = None) -> None:
+    """Four axes vs t: entropy per side, segments, mIoU parts, mIoU objects (± s.e.), one line style per mode.
+
+    sweep: {noise mode: `worldeval.timestep_sweep` output}; gt: a score dict with gt_parts/gt_objects counts.
+    Series sharing an x are shifted by a few points so their error bars do not cover each other.
+    """
+    styles = dict(zip(sweep, NOISE_STYLES, strict=False))
+    n_series = len(sweep) * len(SWEEP_METHODS)
+    for k, (mode, rows) in enumerate(sweep.items()):
+        ts = list(rows)
+        for j, side in enumerate(rows[ts[0]]["entropy"]):  # one colour per side, whatever the mode
+            axes[0].plot(ts, [rows[t]["entropy"][side] for t in ts], styles[mode], color=f"C{j + 2}", marker="o",
+                         ms=3)
+        for i, (m, colour) in enumerate(SWEEP_METHODS.items()):
+            shift = (k * len(SWEEP_METHODS) + i - (n_series - 1) / 2) * ERRORBAR_SHIFT_PT
+            for ax, (key, _) in zip(axes[1:], SWEEP_PANELS, strict=True):
+                bars = ax.errorbar(ts, [rows[t][m][key] for t in ts], [rows[t][m][f"{key}_se"] for t in ts],
+                                   fmt=styles[mode], color=colour, marker="o", ms=3, capsize=2, elinewidth=1)
+                for artist in bars.get_children():  # shifted after autoscaling, which ignores shifted artists
+                    artist.set_transform(offset_copy(ax.transData, ax.figure, x=shift, units="points"))
+    if gt is not None:
+        for level, ls in (("parts", ":"), ("objects", "-.")):
+            axes[1].axhline(gt[f"gt_{level}"], color="grey", ls=ls, lw=1, label=f"GT {level}")
+        axes[1].legend(loc="best")
+    sides = list(next(iter(next(iter(sweep.values())).values()))["entropy"])
+    axes[0].legend([*(Line2D([], [], color=f"C{j + 2}") for j in range(len(sides))),
+                    *(Line2D([], [], color="k", ls=styles[m]) for m in sweep)],
+                   [*(f"{s}x{s}" for s in sides), *(f"noise {m}" for m in sweep)], loc="best")
+    axes[2].legend([*(Line2D([], [], color=c, marker="o", ms=3) for c in SWEEP_METHODS.values())],
+                   list(SWEEP_METHODS), loc="best")
+    ts = list(next(iter(sweep.values())))
+    for ax, title in zip(axes, ["attention entropy (1 = uniform)", *(t for _, t in SWEEP_PANELS)], strict=True):
+        timestep_axis(ax, ts)
+        ax.set_title(title)
