@@ -16,7 +16,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SMALL = {"weights": "random", "size": 128, "device": "cpu"}
 RUNS: dict[str, dict] = {
     "01_attention_extraction": {"timesteps": [50, 300]},
-    "02_similarity_properties": {"n_scenes": 2, "n_pairs": 20},
+    "02_similarity_properties": {"n_scenes": 2},
     "03_timestep_hierarchy": {"n_scenes": 2, "timesteps": [0, 300], "noise_modes": ["none"]},
     "04_diffseg": {"n_scenes": 2, "tau_factors": [0.5, 1.0]},
     "05_diffcut": {"n_scenes": 2},

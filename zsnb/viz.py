@@ -172,11 +172,14 @@ def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str =
     ax.axis("off")
 
 
-def show_segmentations(axes: Sequence[Axes], image: Any, gt: torch.Tensor | np.ndarray,
+def show_segmentations(axes: Sequence[Axes], image: Any, gt: torch.Tensor | np.ndarray | None,
                        preds: Mapping[str, torch.Tensor | np.ndarray], gt_title: str = "ground truth") -> None:
-    """Image | GT | each (H, W) prediction coloured by its GT match, in one row: len(axes) == 2 + len(preds)."""
+    """Image | GT | each (H, W) prediction coloured by its GT match, in one row: len(axes) == 2 + len(preds).
+
+    gt None (a photo): the GT panel says so and predictions keep their own colours.
+    """
     show_image(axes[0], image, "image")
-    show_labels(axes[1], gt, f"{gt_title}: {len(np.unique(_np(gt)))}")
+    show_labels(axes[1], gt, gt_title if gt is None else f"{gt_title}: {len(np.unique(_np(gt)))}")
     for ax, (name, labels) in zip(axes[2:], preds.items(), strict=True):
         show_labels(ax, labels, f"{name}: {len(np.unique(_np(labels)))}", gt=gt)
 
