@@ -8,11 +8,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-# Notebook parameters for `make reproduce`; the defaults run the organism on the CPU.
+# Notebook parameters for `make reproduce`; the defaults run the organism on the CPU. WEIGHTS=random runs a
+# Stable Diffusion architecture untrained (offline), SIZE sets the input side, MEMORY_GB the batch budget.
 BACKBONE ?= organism
 DEVICE ?= cpu
 DATA ?=
-PARAMS := -p backbone $(BACKBONE) -p device $(DEVICE) $(if $(DATA),-p data_root $(DATA))
+WEIGHTS ?=
+SIZE ?=
+MEMORY_GB ?=
+PARAMS := -p backbone $(BACKBONE) -p device $(DEVICE) $(if $(DATA),-p data_root $(DATA)) \
+	$(if $(WEIGHTS),-p weights $(WEIGHTS)) $(if $(SIZE),-p size $(SIZE)) $(if $(MEMORY_GB),-p memory_gb $(MEMORY_GB))
 
 # nbval re-executes the notebooks with every CPU kernel library held to an SSE4-level baseline (PyTorch's ATen,
 # oneDNN, MKL, OpenBLAS, NumPy), so an output that would differ on another CPU (AVX2-only, AVX-512, AMX) fails
@@ -36,10 +41,12 @@ lab: $(STAMP)
 
 reproduce: $(STAMP)
 	mkdir -p runs figures
-	set -e; for nb in $(NOTEBOOKS); do \
+	@failed=""; for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
-		$(BIN)/papermill --cwd notebooks --progress-bar $$nb runs/$$(basename $$nb) $(PARAMS); \
-	done
+		$(BIN)/papermill --cwd notebooks --progress-bar $$nb runs/$$(basename $$nb) $(PARAMS) \
+			|| failed="$$failed $$nb"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed (see runs/):$$failed"; exit 1; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

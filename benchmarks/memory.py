@@ -3,8 +3,8 @@
 Builds a backbone's real architecture with random weights (no download), captures every self-attention map
 of a batch of 1 and then of 2 images at the native size on the CPU in float32, and reads the process's peak
 resident set size after each. The per-image cost is the increase from batch 1 to batch 2; what it holds
-beyond the captured maps is the forward's working memory, whose share of the maps is
-zsnb.memory.ACTIVATION_SHARE. Writes benchmarks/results/memory.json and memory.md.
+beyond the captured maps is the forward's working memory, per input pixel zsnb.memory.WORKING_BYTES_PER_PIXEL.
+Writes benchmarks/results/memory.json and memory.md.
 
     python benchmarks/memory.py [--backbone sd15] [--out benchmarks/results]
 """
@@ -42,7 +42,7 @@ def main() -> None:
     maps = maps_mib[2] - maps_mib[1]
     result = {"backbone": args.backbone, "size": size, "dtype": str(backbone.dtype), "torch": torch.__version__,
               "peak_mib": peaks, "maps_mib_per_image": maps, "per_image_mib": per_image,
-              "activation_share": (per_image - maps) / maps,
+              "working_bytes_per_pixel": (per_image - maps) * 2**20 / size**2,
               "estimated_maps_mib_per_image": memory.capture_bytes(backbone, size) / 2**20,
               "batch_for_24_gb": memory.batch_size(backbone, size)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,8 @@ def main() -> None:
              f"| captured self-attention maps per image (measured / zsnb.memory) | {maps:.0f} MiB / "
              f"{result['estimated_maps_mib_per_image']:.0f} MiB |",
              f"| peak RSS increase per image (batch 1 -> 2) | {per_image:.0f} MiB |",
-             f"| working memory beyond the maps, share of the maps | {result['activation_share']:.2f} |",
+             f"| working memory beyond the maps, per input pixel (measured / zsnb.memory) | "
+             f"{result['working_bytes_per_pixel']:.0f} B / {memory.WORKING_BYTES_PER_PIXEL} B |",
              f"| batch zsnb.memory picks for 24 GB, one timestep | {result['batch_for_24_gb']} |"]
     (args.out / "memory.md").write_text("# Capture memory at SD scale (`benchmarks/memory.py`)\n\n" + "\n".join(table)
                                         + "\n")

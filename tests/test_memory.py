@@ -23,7 +23,7 @@ def test_capture_bytes_scale_with_input_side(organism):
 def test_batch_fits_budget_and_grows_with_it(organism):
     small, large = memory.batch_size(organism, 32, 8, budget_gb=0.1), memory.batch_size(organism, 32, 8, budget_gb=1)
     assert 1 <= small < large
-    per_image = memory.capture_bytes(organism, 32, 8) * (1 + memory.ACTIVATION_SHARE)
+    per_image = memory.capture_bytes(organism, 32, 8) + memory.working_bytes(organism, 32, 8)
     assert small * per_image <= 0.1 * 2**30
 
 

@@ -2,8 +2,8 @@
 
 A capture keeps, per image and timestep, one head-averaged (Q, K) map per attention layer and the tapped
 outputs; at Stable Diffusion scale the maps dominate (SD1.x at 512 px: 341 MiB of self-attention per image
-and timestep in float32). `batch_size` divides a budget (default: a 24 GB GPU) by that, plus the forward's
-own working memory per image (ACTIVATION_SHARE of the maps, measured), after the weights are set aside.
+and timestep in float32). `batch_size` divides a budget (default: a 24 GB GPU), after the weights are set
+aside, by that plus the forward's own working memory per image (WORKING_BYTES_PER_PIXEL, measured).
 """
 
 from __future__ import annotations
@@ -18,15 +18,22 @@ from zsnb.errors import ZsnbError
 from zsnb.extract import resolve_tap
 
 DEFAULT_BUDGET_GB: float = 24.0  # what fits a 24 GB GPU, the common research card
-# Working memory of one image's forward beyond its captured maps, as a share of those maps. Measured with
-# `benchmarks/memory.py`: SD1.5 architecture at 512 px, float32 on the CPU, peak RSS of batch 2 minus batch 1.
-ACTIVATION_SHARE: float = 1.7
+# Working memory of one image's forward beyond what it captures, per input pixel, in float32 (half for float16,
+# twice for float64). Measured with `benchmarks/memory.py` (SD1.5 architecture at 512 px on the CPU, peak RSS of
+# batch 2 minus batch 1, less the captured maps: about 580 MiB), rounded up.
+WORKING_BYTES_PER_PIXEL: int = 2400
 TEXT_TOKENS: int = 77  # CLIP's context length: the keys of every cross-attention map
 
 
 def _itemsize(backbone: Any) -> int:
     """Bytes per captured value: maps are summed in float32, or float64 for a float64 model."""
     return 8 if getattr(backbone, "dtype", torch.float32) == torch.float64 else 4
+
+
+def working_bytes(backbone: Any, size: int, n_timesteps: int = 1) -> int:
+    """Working memory of one image's forward at input side `size` (all timesteps), beyond what is captured."""
+    dtype = getattr(backbone, "dtype", torch.float32)
+    return int(WORKING_BYTES_PER_PIXEL * size * size * n_timesteps * dtype.itemsize / 4)
 
 
 def capture_bytes(backbone: Any, size: int, n_timesteps: int = 1, attention: str | None = "self",
@@ -60,7 +67,8 @@ def batch_size(backbone: Any, size: int, n_timesteps: int = 1, attention: str | 
     if not (isinstance(budget_gb, int | float) and budget_gb > 0):
         raise ZsnbError(f"memory budget {budget_gb!r} GB must be a positive number (e.g. 24 for a 24 GB GPU).")
     weights = sum(p.numel() * p.element_size() for p in getattr(backbone, "unet", torch.nn.Module()).parameters())
-    per_image = capture_bytes(backbone, size, n_timesteps, attention, features) * (1 + ACTIVATION_SHARE)
+    per_image = capture_bytes(backbone, size, n_timesteps, attention, features) + working_bytes(backbone, size,
+                                                                                                n_timesteps)
     free = budget_gb * 2**30 - weights
     if free < per_image:
         raise ZsnbError(f"one image needs about {per_image / 2**30:.1f} GB beside {weights / 2**30:.1f} GB of weights, "
