@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from zsnb import ImageError, load_image
+from zsnb import ImageError, UnknownNameError, load_image, photos
+from zsnb.images import image_tensor
 
 
 def test_centre_crop_then_resize():
@@ -58,3 +59,13 @@ def test_errors_name_the_problem(tmp_path):
         load_image(np.zeros((16, 16, 5)))
     with pytest.raises(ImageError, match="dtype"):
         load_image(np.zeros((16, 16, 3), dtype=object))
+
+
+def test_shipped_photo_by_name_or_path(tmp_path):
+    cat = photos.image("chelsea")
+    assert cat.shape == (3, 300, 451) and cat.dtype == torch.float32 and 0 <= cat.min() < cat.max() <= 1
+    torch.testing.assert_close(cat, image_tensor(photos.path("chelsea")))
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "black.png")
+    assert photos.image(tmp_path / "black.png").shape == (3, 20, 30)
+    with pytest.raises(UnknownNameError, match="neither a shipped photo.*astronaut, chelsea, coffee"):
+        photos.image("astronat")

@@ -417,3 +417,35 @@ def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, M
     for ax, title in zip(axes, ["attention entropy (1 = uniform)", *(t for _, t in SWEEP_PANELS)], strict=True):
         timestep_axis(ax, ts)
         ax.set_title(title)
+
+
+LOG_RANGE = 1e3  # show_maps_shared's log scale spans three decades; fainter values are drawn at its floor
+
+
+def show_maps_shared(axes: Sequence[Axes], maps: Sequence[Tensor | np.ndarray], titles: Sequence[str],
+                     query: tuple[int, int] | None = None, log: bool = False, cmap: str = "magma") -> Any:
+    """Draw (h, w) maps on one colour scale, from 0 (log: LOG_RANGE below the top) to the top of all maps.
+
+    query (row, col) on the maps' grid is marked on each map; returns the scale's mappable for `fig.colorbar`.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    arrays = [_np(m) for m in maps]
+    top = max(float(a.max()) for a in arrays)
+    norm = LogNorm(top / LOG_RANGE, top) if log else Normalize(0.0, top)
+    for ax, a, title in zip(axes, arrays, titles, strict=True):
+        shown = ax.imshow(np.clip(a, norm.vmin, None) if log else a, cmap=cmap, norm=norm)
+        if query is not None:
+            ax.plot(query[1], query[0], marker="+", color="cyan", markersize=8, mew=1.5)
+        ax.set_title(title)
+        ax.axis("off")
+    return shown
+
+
+def mark_points(ax: Axes, points: Mapping[str, tuple[float, float]], hw: tuple[int, int]) -> None:
+    """Mark named (row, col) points, fractions of the side, on an (H, W) image drawn on ax: colours C0, C1, ..."""
+    for k, (name, (fy, fx)) in enumerate(points.items()):
+        y, x = fy * hw[0], fx * hw[1]
+        ax.plot(x, y, "+", color=f"C{k}", ms=10, mew=2)
+        ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", color=f"C{k}", fontsize=8,
+                    fontweight="bold")

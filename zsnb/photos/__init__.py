@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from zsnb.errors import UnknownNameError
+from zsnb.images import image_tensor
 
 FOLDER = Path(__file__).parent
 NAMES = ("astronaut", "chelsea", "coffee")
@@ -27,3 +30,13 @@ def path(name: str) -> Path:
     if name not in NAMES:
         raise UnknownNameError(f"unknown photo {name!r}; shipped: {', '.join(NAMES)}.")
     return FOLDER / f"{name}.jpg"
+
+
+def image(src: str | Path) -> torch.Tensor:
+    """The shipped photo named src (see NAMES), else the image file at src: (3, H, W) float32 in [0, 1], own size."""
+    if src in NAMES:
+        return image_tensor(path(src))
+    if not Path(src).is_file():
+        raise UnknownNameError(f"{str(src)!r} is neither a shipped photo ({', '.join(NAMES)}) nor an image file; "
+                               "pass one of those names or the path of an image.")
+    return image_tensor(src)
