@@ -1,8 +1,10 @@
 """Smoke run: every notebook executes top to bottom on Stable Diffusion architectures with random weights.
 
 It checks that every cell runs on the SD path (parameters, sizes, memory budget, layer names), not what random
-weights segment. Inputs are reduced to 128 px (16 x 16 latents) so each notebook runs on a CPU in about a minute;
-notebook 00 shows only the organism and is left out. DiffCut's notebook also runs on SSD-1B (the SDXL family).
+weights segment. Inputs are reduced to 128 px (16 x 16 latents) so each notebook runs on a CPU in under a minute;
+256 px where a notebook needs 16 x 16 attention maps (DiffSeg's anchors on SSD-1B, whose attention starts one
+level down) or pixel pairs at every resolution (02). Notebook 00 shows only the organism and is left out.
+DiffCut's notebook also runs on SSD-1B (the SDXL family).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SMALL = {"weights": "random", "size": 128, "device": "cpu"}
 RUNS: dict[str, dict] = {
     "01_attention_extraction": {"timesteps": [50, 300]},
-    "02_similarity_properties": {"n_scenes": 2},
+    "02_similarity_properties": {"n_scenes": 2, "size": 256},
     "03_timestep_hierarchy": {"n_scenes": 2, "timesteps": [0, 300], "noise_modes": ["none"]},
     "04_diffseg": {"n_scenes": 2, "tau_factors": [0.5, 1.0]},
     "05_diffcut": {"n_scenes": 2},
@@ -24,12 +26,13 @@ RUNS: dict[str, dict] = {
     "07_benchmarks": {"limit": 2},
 }
 CASES = [(name, "sd15") for name in RUNS] + [("05_diffcut", "ssd-1b")]
+SSD1B = {"size": 256}
 
 
 @pytest.mark.parametrize(("name", "backbone"), CASES, ids=[f"{n[:2]}-{b}" for n, b in CASES])
 def test_notebook_runs_on_random_sd(name, backbone, tmp_path, monkeypatch):
     monkeypatch.setenv("ZSNB_FIGURES", str(tmp_path / "figures"))  # leave the committed figures alone
-    params = {**SMALL, **RUNS[name], "backbone": backbone}
+    params = {**SMALL, **RUNS[name], **(SSD1B if backbone == "ssd-1b" else {}), "backbone": backbone}
     if name == "07_benchmarks":
         params["out_root"] = str(tmp_path / "eval")
     papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path / f"{name}.ipynb", parameters=params,
