@@ -98,11 +98,12 @@ def test_rerun_with_the_same_settings_resumes(tmp_path, method):
 
 
 def test_explicit_default_dtype_resumes_and_random_weights_run_offline(tmp_path):
-    """The resolved dtype is compared, not the option as typed; --weights random is a run of its own."""
+    """The resolved dtype is compared, not the option as typed (the organism runs in float64 on the CPU anyway);
+    --weights random is a run of its own."""
     evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=1, device="cpu", progress=False)
-    res = evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", dtype="float32",
+    res = evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", dtype="float64",
                             progress=False)
-    assert res["complete"] and res["config"]["dtype"] == "float32"
+    assert res["complete"] and res["config"]["dtype"] == "float64"
     with pytest.raises(ZsnbError, match="weights"):
         evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", progress=False,
                           weights="random")
