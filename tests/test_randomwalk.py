@@ -84,7 +84,20 @@ def test_transition_matrix_accepts_numpy_maps_and_aggregated():
     from_numpy = randomwalk.transition_matrix(p.numpy())
     assert torch.allclose(from_numpy, p)
     assert torch.allclose(randomwalk.transition_matrix(p.reshape(4, 4, 4, 4)), p)
-    assert torch.allclose(randomwalk.transition_matrix({"layer": p.float()}), p, atol=1e-6)
+    from_float32 = randomwalk.transition_matrix({"layer": p.float()})
+    assert from_float32.dtype == torch.float32 and torch.allclose(from_float32.double(), p, atol=1e-6)
+    assert randomwalk.transition_matrix(p).dtype == torch.float64  # float64 attention stays float64
+
+
+def test_recursion_is_diffcuts_with_a_constant_threshold():
+    """A float threshold runs DiffCut's recursion unchanged: same partition and tree as diffcut.ncut_tree."""
+    from zsnb import diffcut
+
+    p, _ = block_walk((20, 30, 14), leak=0.15, seed=2)
+    w = randomwalk.flow_graph(p, randomwalk.stationary(p))
+    labels, nodes = randomwalk.recursive_cut(w, threshold=0.6)
+    ref_labels, ref_nodes = diffcut.ncut_tree(w, lambda _parent: 0.6)
+    assert torch.equal(labels, ref_labels) and [n.stop for n in nodes] == [n.stop for n in ref_nodes]
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -131,7 +144,7 @@ def test_organism_gives_a_sensible_number_of_segments():
     params = randomwalk.ORGANISM_DEFAULTS
     cap = capture(bb, images, timesteps=params["timesteps"], attention="self")
     for i, s in enumerate(scenes):
-        labels = randomwalk.segment_capture(cap, i, params)
+        labels = randomwalk.segment_capture(cap, i, params, s.objects.shape)
         assert labels.shape == s.objects.shape
         n_true = len(np.unique(s.objects))
         assert 2 <= len(labels.unique()) <= 3 * n_true, (s.seed, len(labels.unique()), n_true)

@@ -25,33 +25,42 @@ A float threshold gives DiffCut's constant rule (split while NCut < threshold).
 Stages: `transition_matrix` (aggregate + checks), `stationary`, `power`, `flow_graph` or `adjacency`,
 `recursive_cut` (+ `auto_threshold`), `assign`; `segment` runs them, `segment_capture` reads a Capture.
 
-What the paper states (from its abstract and a third-party summary; the stored copy of the paper ends
-before its method section, so no table, default or formula below was read from the paper itself):
-self-attention of Stable Diffusion, taken during DDIM inversion (10 of 50 steps) and summed over layers and
-resolutions, is used as a random-walk transition matrix; NCut is applied to it directly or to an adjacency
-built from attention similarity; P^k sets the granularity; the NCut threshold is chosen automatically.
+What the paper states. Only its abstract (arXiv v2 and the WACV 2026 programme), its introduction and two
+third-party summaries could be read; the stored copies end before the method section, so no table, default,
+formula or number below was read from the paper itself (searched again for issue #16: same result). From those:
+self-attention of Stable Diffusion, taken during DDIM inversion (10 of 50 steps) and summed with weights over
+layers and resolutions, is used as a random-walk transition matrix; NCut is applied to it directly or to an
+adjacency built from attention similarity; P^k (multi-hop transitions) sets the granularity; the NCut
+threshold is chosen automatically, with no parameter to tune. Its reported numbers (COCO-Stuff-27,
+Cityscapes, ADE20K) were not retrieved, so PAPER_NUMBERS is empty and the registry holds none.
 
 Our choices and deviations (each is ours, not read from the paper):
 - Aggregation is DiffSeg's (`zsnb.diffseg.aggregate`: layers of one resolution averaged, keys bilinearly
   resized to the largest side R, resolutions weighted by side). Maps of several timesteps are averaged;
   `capture` runs one UNet pass per timestep on the clean latent (noise "none"), not a DDIM inversion.
 - The organism has self-attention at 16/8/4 (R = 16, 256 tokens) instead of SD's 64/32/16/8 (4096).
-- P^k is exact, by exponentiation by squaring (`torch.linalg.matrix_power`: floor(log2 k) squarings and
-  popcount(k) - 1 more products) in float32. An eigendecomposition would need a reversible chain (attention
-  is not) and costs one full `eigh`, measured at 6-8 GEMMs of the same size, so squaring is cheaper for
-  every k below ~2**6. Measured at 4096 tokens (benchmarks/randomwalk.md): P^2 0.9 GEMM, P^4 1.9, P^8 3.3,
-  against 1.7 GEMMs for the recursive cuts of that input; the power stays below the cuts only for k <= 3
-  there. The cut stage runs in float64 (`diffcut`).
+- The automatic threshold (above) is ours: the paper's rule was not retrieved.
+- P^k is exact, by exponentiation by squaring (`torch.linalg.matrix_power`: floor(log2 k) squarings and popcount(k) -
+  1 more products) in float32 (float64 for float64 attention, the organism's). An eigendecomposition would need a
+  reversible chain (attention is not) and costs one full `eigh`, measured at 6-8 GEMMs of the same size, so squaring
+  is cheaper for every k below ~2**6. Measured at 4096 tokens (benchmarks/randomwalk.md): P^2 0.9 GEMM, P^4 1.9, P^8
+  3.3, against 1.7 GEMMs for the recursive cuts of that input; the power stays below the cuts only for k <= 3 there.
+  The cut stage runs in float64 (`diffcut`).
 - Sub-segments are cut on the flow graph restricted to their tokens (walks that leave the segment are
-  dropped), as DiffCut's recursion on sub-graphs; P^k is not recomputed per segment.
+  dropped), by DiffCut's recursion (`zsnb.diffcut.ncut_tree`, leaves numbered as there); P^k is not
+  recomputed per segment.
 - The adjacency variant is the cosine similarity of the rows of P^k (graph="adjacency").
 - Guards as in `zsnb.diffcut`: both sides of a split keep >= min_size tokens, depth <= max_depth.
 - Labels go to pixels as in DiffSeg: each segment's mean attention row (of P) is bilinearly upsampled and
   every pixel takes the segment whose map is largest (`zsnb.diffseg.assign`); no PAMR.
 
-Defaults: ORGANISM_DEFAULTS were chosen on world.TRAIN_SEEDS[:48] by object-level mIoU (k = 1: the organism's
-aggregated attention mixes in about two steps, second eigenvalue near 0.35, so powers wash out its
-segments). SD_DEFAULTS are ours for SD1.x-scale maps; the paper's own k and timesteps were not retrieved.
+Defaults (all ours; the registry entry "randomwalk" holds them per backbone family):
+- organism: ORGANISM_DEFAULTS, chosen on world.TRAIN_SEEDS[:48] by object-level mIoU (benchmarks/randomwalk.md;
+  k = 1: the organism's aggregated attention mixes in about two steps, second eigenvalue near 0.35, so powers
+  wash out its segments).
+- SD1.x / SDXL: SD_DEFAULTS, the organism's choice at DiffSeg's timestep; the paper's k and inversion
+  schedule were not retrieved.
+- ViT ("vit-s"): VIT_DEFAULTS, on the last block's attention, chosen by eye on the shipped photos (see there).
 """
 
 from __future__ import annotations
@@ -65,24 +74,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zsnb.diffcut import MAX_DEPTH, MIN_SIZE, NCutNode, best_threshold, fiedler
-from zsnb.diffseg import SUM_TOLERANCE, aggregate, assign
+from zsnb.diffcut import MAX_DEPTH, MIN_SIZE, NCutNode, ncut_tree
+from zsnb.diffseg import SUM_TOLERANCE, aggregate, assign, size_pair
 from zsnb.errors import ZsnbError
+from zsnb.precision import as_real, real_dtype
 
 GRAPHS: tuple[str, ...] = ("transition", "adjacency")
 CHANCE_NCUT: float = 1.0  # NCut of every cut of a walk that forgets its start in one step (P = 1 pi^T)
-ORGANISM_DEFAULTS: dict[str, Any] = {"timesteps": (300,), "k": 1, "graph": "transition", "threshold": None}
-SD_DEFAULTS: dict[str, Any] = {"timesteps": (300,), "k": 1, "graph": "transition", "threshold": None}
+ORGANISM_DEFAULTS: dict[str, Any] = {"timesteps": (300,), "k": 1, "graph": "transition", "threshold": None,
+                                     "layers": None}  # None: every self-attention layer
+SD_DEFAULTS: dict[str, Any] = dict(ORGANISM_DEFAULTS)
+VIT_DEFAULTS: dict[str, Any] = {"timesteps": (0,), "k": 1, "graph": "transition", "threshold": None,
+                                "layers": ("block.11",)}
 # The paper's reported numbers (dataset, backbone, mIoU, pixel accuracy, table) could not be retrieved: the
-# stored copy of arXiv 2412.04678v2 ends before its results. It claims the best zero-shot results among
+# stored copies of arXiv 2412.04678 end before its results. It claims the best zero-shot results among
 # diffusion-feature methods on COCO-Stuff-27, Cityscapes and ADE20K. Fill from the paper's tables.
 PAPER_NUMBERS: tuple[dict[str, Any], ...] = ()
 
 
 def transition_matrix(maps_or_aggregated: Any) -> Tensor:
-    """{layer: (r*r, r*r)}, (R, R, R, R) aggregated or (N, N) maps, tensor or numpy -> (N, N) float64 P.
+    """{layer: (r*r, r*r)}, (R, R, R, R) aggregated or (N, N) maps, tensor or numpy -> (N, N) P.
 
-    Rows are checked to be probability distributions (within diffseg.SUM_TOLERANCE) and renormalised.
+    Rows are checked to be probability distributions (within diffseg.SUM_TOLERANCE) and renormalised in
+    float64; P comes back in the input's working precision (float64 stays float64, the rest float32).
     """
     x = maps_or_aggregated
     if isinstance(x, Mapping):
@@ -105,7 +119,7 @@ def transition_matrix(maps_or_aggregated: Any) -> Tensor:
     if worst > SUM_TOLERANCE:
         raise ZsnbError(f"attention rows must sum to 1 (worst deviation {worst:.3g}): each row is a random "
                         "walk's transition distribution; pass row-stochastic (head-averaged) maps.")
-    return p / sums[:, None]
+    return (p / sums[:, None]).to(real_dtype(x))
 
 
 def stationary(p: Tensor) -> Tensor:
@@ -151,50 +165,12 @@ def auto_threshold(parent_ncut: float | None) -> float:
 
 def recursive_cut(w: Tensor, threshold: float | None = None, min_size: int = MIN_SIZE, max_depth: int = MAX_DEPTH,
                   solver: str = "auto") -> tuple[Tensor, list[NCutNode]]:
-    """Symmetric graph (N, N) -> (labels (N,) long 0..k-1, visited nodes); threshold None: automatic.
-
-    Same recursion as diffcut.recursive_ncut_tree, on a given graph and with a per-node threshold.
-    """
+    """Symmetric graph (N, N) -> (labels (N,) long 0..k-1, visited nodes); threshold None: automatic."""
     if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold and
                                       math.isfinite(threshold)):
         raise ZsnbError(f"threshold={threshold!r} must be None (automatic) or a finite positive NCut.")
-    if not (isinstance(min_size, int) and min_size >= 1 and isinstance(max_depth, int) and max_depth >= 0):
-        raise ZsnbError(f"min_size={min_size!r} must be an int >= 1 and max_depth={max_depth!r} an int >= 0.")
-    w_all = w.double().cpu()
-    n = len(w_all)
-    labels = torch.empty(n, dtype=torch.long)
-    nodes: list[NCutNode] = []
-    leaves = 0
-    stack: list[tuple[Tensor, int, int | None, int | None, float | None]] = [(torch.arange(n), 0, None, None, None)]
-    while stack:
-        idx, depth, parent, side, parent_ncut = stack.pop()
-        sub = w_all[idx][:, idx]
-        ncut, stop = math.nan, "split"
-        if len(idx) < 2 * min_size:
-            stop = "min_size"
-        elif depth >= max_depth:
-            stop = "max_depth"
-        elif bool((sub == sub[0, 0]).all()):
-            stop = "constant"
-        elif (v := fiedler(sub, solver)) is None:
-            stop = "eigensolver failed"
-        else:
-            part, ncut = best_threshold(v, sub, min_size)
-            tau = auto_threshold(parent_ncut) if threshold is None else threshold
-            stop = "no valid threshold" if math.isinf(ncut) else "split" if ncut < tau else "ncut >= tau"
-        label = None
-        if stop == "split":
-            here = len(nodes)
-            stack.append((idx[~part], depth + 1, here, 0, ncut))
-            stack.append((idx[part], depth + 1, here, 1, ncut))  # popped first, as in diffcut
-        else:
-            label = leaves
-            labels[idx] = label
-            leaves += 1
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[idx] = True
-        nodes.append(NCutNode(len(nodes), parent, side, depth, mask, ncut, stop, label))
-    return labels, nodes
+    rule = auto_threshold if threshold is None else (lambda _parent: threshold)
+    return ncut_tree(w.double().cpu(), rule, min_size, max_depth, solver)
 
 
 def segment_maps(p: Tensor, labels: Tensor) -> Tensor:
@@ -205,26 +181,27 @@ def segment_maps(p: Tensor, labels: Tensor) -> Tensor:
 
 
 def segment(maps_or_aggregated: Any, k: int = 1, graph: str = "transition", threshold: float | None = None,
-            out_size: int = 512, min_size: int = MIN_SIZE, max_depth: int = MAX_DEPTH) -> Tensor:
-    """Attention (see transition_matrix) -> (out_size, out_size) long labels 0..k'-1; threshold None: automatic."""
+            out_size: int | tuple[int, int] = 512, min_size: int = MIN_SIZE, max_depth: int = MAX_DEPTH) -> Tensor:
+    """Attention (see transition_matrix) -> (H, W) = out_size long labels 0..k'-1; threshold None: automatic."""
     if graph not in GRAPHS:
         raise ZsnbError(f"graph={graph!r}; use 'transition' (random-walk NCut) or 'adjacency' (cosine of rows).")
-    if not (isinstance(out_size, int) and out_size >= 1):
-        raise ZsnbError(f"out_size={out_size!r} must be a positive int (the label map's side in pixels).")
+    size_pair(out_size)  # fail before the cuts, not after
     p = transition_matrix(maps_or_aggregated)
-    pk = power(p.float(), k).double()  # float32 GEMMs: the power is the one dense O(N^3) step
+    pk = power(p, k)  # the one dense O(N^3) step: float32 GEMMs unless the attention is float64
     w = flow_graph(pk, stationary(p)) if graph == "transition" else adjacency(pk)
     labels, _ = recursive_cut(w, threshold, min_size, max_depth)
-    return assign(segment_maps(p, labels).float(), out_size)
+    return assign(segment_maps(p, labels), out_size)
 
 
-def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_size: int | None = None) -> Tensor:
-    """Image `index` of a Capture with self-attention at params["timesteps"] -> (S, S) long labels.
+def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
+    """Image `index` of a Capture with self-attention at params["timesteps"] -> (H, W) = out_hw long labels.
 
-    params as ORGANISM_DEFAULTS / SD_DEFAULTS (timesteps, k, graph, threshold); S = out_size or the image side.
-    Aggregated maps of the timesteps are averaged (an average of walks is a walk).
+    params: timesteps, k, graph, threshold, layers (None: all; `zsnb.registry` resolves them). Aggregated
+    maps of the timesteps are averaged (an average of walks is a walk).
     """
+    layers = params["layers"]
     ts = params["timesteps"]
-    p = sum(aggregate({n: m.float().cpu() for n, m in cap.self_attention(t, index).items()}) for t in ts) / len(ts)
-    side = out_size or cap.images.shape[-1]
-    return segment(p, k=params["k"], graph=params["graph"], threshold=params["threshold"], out_size=side)
+    aggs = [aggregate({n: as_real(m).cpu() for n, m in cap.self_attention(t, index).items()
+                       if layers is None or n in layers}) for t in ts]
+    return segment(sum(aggs) / len(aggs), k=params["k"], graph=params["graph"], threshold=params["threshold"],
+                   out_size=out_hw)
