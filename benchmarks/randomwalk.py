@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 # benchmarks/ is on sys.path when this file runs: reuse the sibling benchmarks' input and timing helpers
-from diffcut import median_pair
 from diffseg import synthetic_layers
+from timing import median_times
 
 from zsnb import diffseg, load_backbone, randomwalk, world
 from zsnb.worldeval import captures, score
@@ -58,7 +58,7 @@ def speed(repeats: int, seed: int) -> list[dict]:
              "eigh of the symmetric 4096 x 4096 (spectral route)": lambda: torch.linalg.eigh(sym)}
     rows = []
     for name, fn in steps.items():
-        work_s, gemm_s = median_pair(fn, lambda: a @ b, repeats)
+        work_s, gemm_s = median_times([fn, lambda: a @ b], repeats)
         rows.append({"step": name, "s": work_s, "gemm_s": gemm_s, "gemms": work_s / gemm_s})
     for k in (1, 4):
         labels, nodes = randomwalk.recursive_cut(randomwalk.flow_graph(randomwalk.power(p32, k).double(), pi))

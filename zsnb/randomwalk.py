@@ -84,6 +84,10 @@ CHANCE_NCUT: float = 1.0  # NCut of every cut of a walk that forgets its start i
 ORGANISM_DEFAULTS: dict[str, Any] = {"timesteps": (300,), "k": 1, "graph": "transition", "threshold": None,
                                      "layers": None}  # None: every self-attention layer
 SD_DEFAULTS: dict[str, Any] = dict(ORGANISM_DEFAULTS)
+# The ViT: chosen by eye at 224 px on the three shipped photos (zsnb.photos), never on evaluation data; segment
+# counts astronaut / chelsea / coffee, automatic threshold. Last block, transition: k = 1 3/2/2 (face and hair,
+# suit, background; cat, a strip of background; cup, the rest), k = 2-4 2/2/2 (face and suit merge); adjacency
+# k = 1-4 2/2/2; blocks 10 and 11 averaged 2/2/2 at every k; all 12 blocks, transition, k = 1 4/2/2.
 VIT_DEFAULTS: dict[str, Any] = {"timesteps": (0,), "k": 1, "graph": "transition", "threshold": None,
                                 "layers": ("block.11",)}
 # The paper's reported numbers (dataset, backbone, mIoU, pixel accuracy, table) could not be retrieved: the
