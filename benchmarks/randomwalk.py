@@ -6,7 +6,10 @@ busy machine slows both alike; P^k by squaring is compared with k - 1 plain prod
 Quality: on world.TRAIN_SEEDS[:48] the power k and the graph are chosen (object-level mIoU, automatic
 threshold); on world.EVAL_SEEDS[:100] the chosen default is scored beside DiffSeg with the organism's defaults.
 
-    python benchmarks/randomwalk.py [--out benchmarks/results] [--repeats 3] [--n-eval 100]
+    python benchmarks/randomwalk.py [--out benchmarks/results] [--repeats 3] [--n-eval 100] [--quality-only]
+
+--quality-only reruns the organism part and keeps the speed rows of the existing randomwalk.json (the table
+then says when they were measured).
 """
 
 from __future__ import annotations
@@ -116,13 +119,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-eval", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality-only", action="store_true", help="keep the stored speed rows")
     args = parser.parse_args()
     torch.set_num_threads(1)  # ratios are stable on a shared CPU only with one thread (see diffcut.py)
 
-    rows = speed(args.repeats, args.seed)
+    if args.quality_only:
+        old = json.loads((args.out / "randomwalk.json").read_text())
+        rows, repeats = old["speed"], old["repeats"]
+        speed_note = old.get("speed_note") or "speed rows kept from the previous full run (--quality-only)"
+    else:
+        rows, repeats, speed_note = speed(args.repeats, args.seed), args.repeats, ""
     q = quality(args.n_eval)
-    result = {"torch": torch.__version__, "threads": 1, "repeats": args.repeats, "tokens": SIDE**2,
-              "speed": rows, **q}
+    result = {"torch": torch.__version__, "threads": 1, "repeats": repeats, "tokens": SIDE**2,
+              "speed": rows, "speed_note": speed_note, **q}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "randomwalk.json").write_text(json.dumps(result, indent=2, default=list) + "\n")
     gemm_s = statistics.median(r["gemm_s"] for r in rows)
@@ -137,8 +146,9 @@ def main() -> None:
            f"{r['miou_parts_se']:.3f} | {r['ari_objects']:.3f} | {r['segments']:.1f} | {r['s_per_image']:.3f} |"
            for name, r in q["eval"].items()]
     (args.out / "randomwalk.md").write_text(
-        f"# Random-walk NCut benchmark\n\ntorch {result['torch']}, 1 thread, median of {args.repeats} "
-        f"(interleaved with the reference). Speed at SD1.x scale ({SIDE} x {SIDE} = {SIDE**2} tokens, planted "
+        f"# Random-walk NCut benchmark\n\ntorch {result['torch']}, 1 thread, median of {repeats} "
+        f"(interleaved with the reference){'; ' + speed_note if speed_note else ''}. Speed at SD1.x scale "
+        f"({SIDE} x {SIDE} = {SIDE**2} tokens, planted "
         f"synthetic attention); reference: one fp32 GEMM (4096 x 4096) @ (4096 x 4096), median {gemm_s:.2f} s.\n\n"
         + "\n".join(table)
         + f"\n\nChoice of k and graph on {q['train_seeds']} (automatic threshold, organism, t = "
