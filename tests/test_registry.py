@@ -46,6 +46,15 @@ def test_sd_architecture_gives_labels_at_the_image_size():
     assert zsnb.segment("diffseg", bb, x, size=64, num_points=4).shape == (37, 53)
 
 
+def test_randomwalk_runs_on_an_sd_architecture_with_random_weights():
+    """The random-walk method through the SD1.5 architecture (random weights) at 64 px: labels at the image size,
+    every self-attention layer aggregated into one walk. (SDXL's takes ~50 s to build; run by hand, it passes.)"""
+    bb = zsnb.load_backbone("sd15", weights="random")
+    assert registry.params("randomwalk", bb)["threshold"] is None  # automatic, on every family
+    labels = zsnb.segment("randomwalk", bb, np.random.default_rng(1).random((40, 48, 3)), size=64, k=2)
+    assert labels.shape == (40, 48) and labels.dtype == torch.int64 and labels.min() == 0
+
+
 def test_native_input_sizes_per_method_and_family():
     """The official code's input sides: DiffSeg 512 on SD1.x/2.x, DiffCut 1024 on SD1.4 and SSD-1B alike."""
     sizes = {(m, f): p["size"] for m, by_family in zsnb.methods().items() for f, p in by_family.items()}
@@ -53,6 +62,7 @@ def test_native_input_sizes_per_method_and_family():
         ("diffseg", "sd1"): 512, ("diffcut", "sd1"): 1024, ("diffcut", "sdxl"): 1024}
     assert all(sizes[m, "organism"] == 32 for m in registry.REGISTRY)
     assert sizes["adaptive", "sd1"] == 512
+    assert "randomwalk" in zsnb.methods() and sizes["randomwalk", "vit"] == 224
 
 
 def test_parameters_resolve_official_dataset_tuned_then_overrides(organism):

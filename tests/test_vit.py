@@ -151,3 +151,11 @@ def test_adaptive_timesteps_say_why_they_do_not_apply(backbone, astronaut):
     with pytest.raises(ZsnbError, match="no timesteps"):
         segment("adaptive", backbone, astronaut)
     assert "adaptive" not in backbone.defaults and "diffseg" in backbone.defaults
+
+
+def test_randomwalk_defaults_split_face_from_suit(backbone, astronaut):
+    # The last block's walk with the automatic threshold: 3 segments here (face and hair, suit, background).
+    labels = segment("randomwalk", backbone, astronaut)
+    (face, face_share), (suit, suit_share) = _box_label(labels, FACE), _box_label(labels, SUIT)
+    assert face != suit and face_share > 0.9 and suit_share > 0.9
+    assert 2 <= labels.unique().numel() <= 6

@@ -7,9 +7,10 @@ Shi-Malik NCut splits it in two along the second generalised eigenvector, recurs
 costs less than tau. Each leaf's mean feature is a "concept"; pixels take the concept whose dot product
 with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 median filter refine.
 
-Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree; leaves numbered by
-`leaf_labels`; optional stop `spectral_gap`), `assign_concepts`, `zsnb.pamr.pamr`; `segment` runs them all,
-`segment_capture` reads a Capture (the registry's entry point, `zsnb.segment("diffcut", ...)`).
+Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree; both run `ncut_tree`, the
+recursion on any graph with any split rule; leaves numbered by `leaf_labels`; optional stop `spectral_gap`),
+`assign_concepts`, `zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture (the
+registry's entry point, `zsnb.segment("diffcut", ...)`).
 
 Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
 down_blocks[-1].attentions[-1].transformer_blocks[-1].attn1 (32 x 32 x 1280), tau = 0.5, alpha = 10,
@@ -57,6 +58,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -247,22 +249,18 @@ def leaf_labels(nodes: list[NCutNode]) -> dict[int, int]:
     return {index: rank for rank, index in enumerate(sorted(codes, key=codes.__getitem__))}
 
 
-def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_size: int = MIN_SIZE,
-                        max_depth: int = MAX_DEPTH, solver: str = "auto", gap: float | None = None
-                        ) -> tuple[Tensor, list[NCutNode]]:
-    """(h, w, C) or (N, C) features -> (labels (h, w) or (N,) long in 0..k-1, nodes in visiting order).
+def ncut_tree(w_all: Tensor, threshold: Callable[[float | None], float], min_size: int = MIN_SIZE,
+              max_depth: int = MAX_DEPTH, solver: str = "auto", gap: float | None = None
+              ) -> tuple[Tensor, list[NCutNode]]:
+    """Symmetric (N, N) float64 CPU graph -> (labels (N,) long in 0..k-1, nodes in visiting order, masks (N,)).
 
-    gap: None splits whenever NCut < tau (official). A number also asks the segment's spectrum for separate
-    groups: a split is kept only if `spectral_gap` < gap (CHAIN_GAP: no smooth continuum passes).
+    A segment is split while its best NCut < threshold(NCut of the split that made it; None at the root):
+    DiffCut's rule is a constant (`recursive_ncut_tree`), `zsnb.randomwalk` passes a parent-relative one.
+    gap: see `recursive_ncut_tree`.
     """
-    _check_positive(tau=tau)
-    if gap is not None:
-        _check_positive(gap=gap)
     if not (isinstance(min_size, int) and min_size >= 1 and isinstance(max_depth, int) and max_depth >= 0):
-        raise ValueError(f"min_size={min_size!r} must be an int >= 1 and max_depth={max_depth!r} an int >= 0 "
-                         f"(defaults {MIN_SIZE} and {MAX_DEPTH}).")
-    grid = features.shape[:-1] if isinstance(features, Tensor) else ()
-    w_all = affinity(features, alpha).cpu()  # validates features and alpha
+        raise ZsnbError(f"min_size={min_size!r} must be an int >= 1 and max_depth={max_depth!r} an int >= 0 "
+                        f"(defaults {MIN_SIZE} and {MAX_DEPTH}).")
     n = len(w_all)
     labels = torch.empty(n, dtype=torch.long)
     nodes: list[NCutNode] = []
@@ -279,10 +277,11 @@ def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0,
             stop = "constant"
         elif (v := fiedler(w, solver)) is None:
             warnings.warn(f"eigensolvers failed on a {len(idx)}-token segment; it stays one segment.",
-                          RuntimeWarning, stacklevel=2)
+                          RuntimeWarning, stacklevel=3)
             stop = "eigensolver failed"
         else:
             part, ncut = best_threshold(v, w, min_size)
+            tau = threshold(None if parent is None else nodes[parent].ncut)
             stop = "no valid threshold" if math.isinf(ncut) else "split" if ncut < tau else "ncut >= tau"
             if stop == "split" and gap is not None and spectral_gap(w) >= gap:
                 stop = "no spectral gap"
@@ -292,12 +291,30 @@ def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0,
             stack.append((idx[part], depth + 1, here, 1))  # popped first: the "1" side is visited first
         mask = torch.zeros(n, dtype=torch.bool)
         mask[idx] = True
-        nodes.append(NCutNode(len(nodes), parent, side, depth, mask.reshape(grid), ncut, stop, None))
+        nodes.append(NCutNode(len(nodes), parent, side, depth, mask, ncut, stop, None))
     ranks = leaf_labels(nodes)
     nodes = [replace(node, label=ranks.get(node.index)) for node in nodes]
     for node in nodes:
         if node.label is not None:
-            labels[node.mask.flatten()] = node.label
+            labels[node.mask] = node.label
+    return labels, nodes
+
+
+def recursive_ncut_tree(features: Tensor, tau: float = 0.5, alpha: float = 10.0, min_size: int = MIN_SIZE,
+                        max_depth: int = MAX_DEPTH, solver: str = "auto", gap: float | None = None
+                        ) -> tuple[Tensor, list[NCutNode]]:
+    """(h, w, C) or (N, C) features -> (labels (h, w) or (N,) long in 0..k-1, nodes in visiting order).
+
+    gap: None splits whenever NCut < tau (official). A number also asks the segment's spectrum for separate
+    groups: a split is kept only if `spectral_gap` < gap (CHAIN_GAP: no smooth continuum passes).
+    """
+    _check_positive(tau=tau)
+    if gap is not None:
+        _check_positive(gap=gap)
+    grid = features.shape[:-1] if isinstance(features, Tensor) else ()
+    w_all = affinity(features, alpha).cpu()  # validates features and alpha
+    labels, nodes = ncut_tree(w_all, lambda _parent: tau, min_size, max_depth, solver, gap)
+    nodes = [replace(node, mask=node.mask.reshape(grid)) for node in nodes]
     return labels.reshape(grid).to(features.device), nodes
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from zsnb import diffcut, diffseg, hierarchy, organism, vit
+from zsnb import diffcut, diffseg, hierarchy, organism, randomwalk, vit
 from zsnb.backbones import Backbone
 from zsnb.errors import UnknownNameError, ZsnbError
 from zsnb.extract import NOISE_SEED, Capture, capture
@@ -146,6 +146,10 @@ def _diffcut_needs(p: Mapping[str, Any]) -> Needs:
     return Needs((p["timestep"],), p["noise"], p["seed"], features=(p["tap"],), stop_after="auto")
 
 
+def _randomwalk_needs(p: Mapping[str, Any]) -> Needs:
+    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self")
+
+
 def _adaptive_needs(p: Mapping[str, Any]) -> Needs:
     return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self", features=(p["tap"],))
 
@@ -201,3 +205,12 @@ register(Method(
     {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}},
     _adaptive_needs, hierarchy.segment_capture,
     unsupported={"vit": "a ViT has no timesteps, so there is no t* to choose per pixel."}))
+
+# No official code and no paper defaults could be read (see zsnb.randomwalk): every value here is ours, per family.
+register(Method(
+    "randomwalk", "random-walk NCut on self-attention, P^k, automatic threshold (after Ivanova et al., WACV 2026)",
+    {"noise": "none", "seed": NOISE_SEED, **randomwalk.SD_DEFAULTS},
+    {"sd1": {"size": 512}, "sdxl": {"size": 1024},
+     "organism": {"size": organism.RESOLUTION, **randomwalk.ORGANISM_DEFAULTS},
+     "vit": {"size": vit.RESOLUTION, **randomwalk.VIT_DEFAULTS}},
+    _randomwalk_needs, randomwalk.segment_capture))
