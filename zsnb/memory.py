@@ -20,7 +20,7 @@ from zsnb.extract import resolve_tap
 DEFAULT_BUDGET_GB: float = 24.0  # what fits a 24 GB GPU, the common research card
 # Working memory of one image's forward beyond what it captures, per input pixel, in float32 (half for float16,
 # twice for float64). Measured with `benchmarks/memory.py` (SD1.5 architecture at 512 px on the CPU, peak RSS of
-# batch 2 minus batch 1, less the captured maps: about 580 MiB), rounded up.
+# batch 2 minus batch 1, less the captured maps: 510-580 MiB in three runs), rounded up.
 WORKING_BYTES_PER_PIXEL: int = 2400
 TEXT_TOKENS: int = 77  # CLIP's context length: the keys of every cross-attention map
 
