@@ -24,6 +24,7 @@ RUNS: dict[str, dict] = {
     "05_diffcut": {"n_scenes": 2},
     "06_adaptive_timesteps": {"n_scenes": 2, "timesteps": [50, 300]},
     "07_benchmarks": {"limit": 2},
+    "08_random_walk": {"n_scenes": 2, "powers": [1, 2]},
 }
 CASES = [(name, "sd15") for name in RUNS] + [("05_diffcut", "ssd-1b")]
 SSD1B = {"size": 256}
