@@ -2,7 +2,8 @@
 
 Each real dataset reads the folder layout its own download unpacks to (`LAYOUTS`, also printed by any
 error); nothing is downloaded. A sample is the image at its native size and a (H, W) int64 label map whose
-unlabelled pixels are `IGNORE` (255). `prepare` applies the papers' preprocessing (anchors.md §2.1):
+unlabelled pixels are `IGNORE` (255). `prepare` applies the papers' preprocessing
+(docs/reference.md#preprocessing-and-evaluation-size):
 
 - DiffSeg: square centre crop of side min(h, w), image resized bilinearly to the backbone's input (512),
   labels by nearest neighbour to the evaluation size (512);

@@ -7,8 +7,9 @@ installed only on the layers asked for, by a context manager that restores the o
 `finally`, so the rest of the UNet keeps diffusers' fused attention. Maps are averaged over heads inside the
 processor, a few heads at a time, so per-head maps at 64x64 latent resolution are never stored.
 
-Conventions (anchors.md): DiffSeg feeds the clean latent with the timestep embedding of t=300
-(`noise="none"`); DiffCut adds one seeded Gaussian noise tensor (seed 42) at t=50 (`noise="seeded"`).
+Conventions: DiffSeg feeds the clean latent with the timestep embedding of t=300 (`noise="none"`); DiffCut adds
+one seeded Gaussian noise tensor (seed 42) at t=50 (`noise="seeded"`). Sources:
+docs/reference.md#diffseg-official-defaults and docs/reference.md#diffcut-official-defaults.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 "Unlocking Diffusion Hierarchies: Adaptive Timestep Selection for Zero-Shot Segmentation" claims that UNet
 groupings move from parts to objects as t changes, that "Contextual Similarity Maps" fusing high-resolution
 attention with encoder features are robust per-pixel representations, and that choosing t per pixel beats
-any static t. No code or formulas are public (anchors.md §1(c)); every rule below is OUR choice:
+any static t. No code or formulas are public (docs/reference.md#unlocking-diffusion-hierarchies); every
+rule below is OUR choice:
 
 - `contextual_similarity`: the DiffSeg aggregate A (R*R, R*R) at the highest attention side R, fused with
   the feature kernel C = softmax_rows(cos(f_i, f_j) / T) of a tap bilinearly upsampled to R.

@@ -1,12 +1,12 @@
 """Unsupervised-segmentation metrics: Hungarian-matched mIoU and pixel accuracy, plus instance-level scores.
 
-Protocol (anchors.md 2.1). DiffSeg (`diffseg/utils.py`, credited to PiCIE's `_fast_hist`) matches **per
-image**: the confusion histogram is n_class x max(n_class, #predicted ids), GT outside [0, n_class) is
-ignored, one `linear_sum_assignment(hist, maximize=True)` per image, TP/FP/FN per class summed over images;
-mIoU = nanmean_c TP/(TP+FP+FN), pixel accuracy = sum TP / #labelled pixels. DiffCut (`tools/utils.py`,
-`eval_diffcut.py`) reuses that function and adds a **many-to-one background** step for VOC, Pascal Context and
-COCO-Object (`match_image_background`). `DatasetHungarianAccumulator` is the IIC/PiCIE/STEGO dataset-level
-protocol, and `segment_miou`/`segment_scores` score the synthetic world's instance maps.
+Protocol (docs/reference.md#matching-and-metrics). DiffSeg (`diffseg/utils.py`, credited to PiCIE's `_fast_hist`)
+matches **per image**: the confusion histogram is n_class x max(n_class, #predicted ids), GT outside [0, n_class) is
+ignored, one `linear_sum_assignment(hist, maximize=True)` per image, TP/FP/FN per class summed over images; mIoU =
+nanmean_c TP/(TP+FP+FN), pixel accuracy = sum TP / #labelled pixels. DiffCut (`tools/utils.py`, `eval_diffcut.py`)
+reuses that function and adds a **many-to-one background** step for VOC, Pascal Context and COCO-Object
+(`match_image_background`). `DatasetHungarianAccumulator` is the IIC/PiCIE/STEGO dataset-level protocol, and
+`segment_miou`/`segment_scores` score the synthetic world's instance maps.
 
 Label maps are (H, W) integer numpy arrays or torch tensors; predicted ids may be any integers.
 """

@@ -172,7 +172,7 @@ DIFFCUT: dict[str, Any] = {"timestep": 50, "noise": "seeded", "seed": NOISE_SEED
 VIT_DIFFSEG: dict[str, Any] = {"size": vit.RESOLUTION, "timestep": 0, "kl_threshold": 1.0, "layers": (vit.LAYERS[-1],)}
 VIT_DIFFCUT: dict[str, Any] = {"size": vit.RESOLUTION, "timestep": 0, "noise": "none", "tap": "last", "tau": 0.3,
                                "out_size": None}
-_DIFFSEG_SRC = "Tian et al., CVPR 2024 (accuracy quoted from memory, unverified)"
+_DIFFSEG_SRC = "Tian et al., CVPR 2024 (accuracy unverified, see docs/reference.md)"
 _DIFFCUT_SRC = "Couairon et al., NeurIPS 2024, Table {} (with PAMR)"
 
 register(Method(
