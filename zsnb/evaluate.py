@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import data, metrics, organism, registry, worldeval
+from zsnb import data, metrics, organism, registry, vit, worldeval
 from zsnb.backbones import Backbone, load_backbone
 from zsnb.errors import ZsnbError
 
@@ -91,10 +91,12 @@ def _append(path: Path, record: dict) -> None:
         os.close(fd)
 
 
-def weights_id(model: Backbone) -> str:
-    """Which weights `model` carries: the organism's file hash, else the UNet's hub id or local folder."""
+def weights_id(model: Backbone | vit.VitBackbone) -> str:
+    """Which weights `model` carries: the organism's or the ViT's file hash, else the UNet's hub id or folder."""
     if model.name == "organism" and model.weights != "random":
         return "organism sha256:" + hashlib.sha256(organism.UNET_FILE.read_bytes()).hexdigest()[:16]
+    if isinstance(model, vit.VitBackbone):  # load checked the file against this hash
+        return f"{vit.PACKAGE} vit_s_focus.onnx sha256:{vit.MODEL_SHA256[:16]}"
     return f"{model.unet.config.get('_name_or_path', model.name)} ({model.weights})"
 
 

@@ -70,6 +70,7 @@ class VitBackbone:
     resolution: int = RESOLUTION
     weights: str = "pretrained"
     family: str = "vit"  # picks the methods' defaults in zsnb.registry
+    dtype: torch.dtype = torch.float32  # what the ONNX graph computes in
 
     @property
     def defaults(self) -> dict[str, dict]:
