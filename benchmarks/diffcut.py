@@ -127,6 +127,22 @@ def organism_rows(scenes: int) -> tuple[list[dict], dict]:
     return rows, numbering
 
 
+def photo_rows() -> list[dict]:
+    """Leaves per stop on the ViT's final-LayerNorm tokens of the shipped photos (its registry tau and alpha)."""
+    from zsnb import capture, load_backbone, photos, registry
+
+    backbone = load_backbone("vit-s")
+    p = registry.params("diffcut", backbone)
+    rows = []
+    for name in photos.NAMES:
+        feats = capture(backbone, photos.path(name), (p["timestep"],), features=(p["tap"],), attention=None,
+                        size=p["size"]).features(p["timestep"], p["tap"])
+        leaves = {gap: diffcut.recursive_ncut_tree(feats, p["tau"], p["alpha"], gap=gap)[0]
+                  for gap in (None, diffcut.CHAIN_GAP)}
+        rows.append({"photo": name, **{f"leaves_gap_{gap}": int(x.max()) + 1 for gap, x in leaves.items()}})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -170,10 +186,11 @@ def main() -> None:
     fields.update({f"planted + smooth std {std:g}": planted_smooth(args.seed, std) for std in SMOOTH_STDS})
     stops = stop_rows(fields)
     organism, numbering = organism_rows(args.scenes)
+    photo = photo_rows()
 
     result = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats, "tau": 0.5,
               "alpha": 10.0, "target_eigh_equivalents": TARGET_EIGH, "rows": rows, "stops": stops,
-              "organism_stops": organism, "organism_numbering": numbering}
+              "organism_stops": organism, "organism_numbering": numbering, "photo_stops": photo}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "diffcut.json").write_text(json.dumps(result, indent=2) + "\n")
     table = ["| step | median s | x eigh | segments | nodes | depth |", "|---|---|---|---|---|---|"]
@@ -200,7 +217,11 @@ def main() -> None:
         "means over scenes.\n\n" + "\n".join(org_table) + "\n\n"
         "Leaves numbered in visiting order instead of the official order move "
         f"{100 * numbering['pixels_moved_mean']:.2f}% of the final pixels on average "
-        f"(at most {100 * numbering['pixels_moved_max']:.2f}% in one scene), after matching labels.\n")
+        f"(at most {100 * numbering['pixels_moved_max']:.2f}% in one scene), after matching labels.\n\n"
+        "Real photos, the ViT's final-LayerNorm tokens (16 x 16 at 224 px), its registry tau and alpha; leaves:\n\n"
+        f"| photo | gap None | gap {diffcut.CHAIN_GAP} |\n|---|---|---|\n"
+        + "\n".join(f"| {r['photo']} | {r['leaves_gap_None']} | {r[f'leaves_gap_{diffcut.CHAIN_GAP}']} |"
+                    for r in photo) + "\n")
     print("\n".join(table + stop_table + org_table))
 
 
