@@ -182,3 +182,11 @@ def test_adaptive_method_segments_an_image(organism, scene_image):
         zsnb.segment("adaptive", organism, scene_image, grouping="kmeans")
     with pytest.raises(ValueError, match="unknown overrides"):
         zsnb.segment("adaptive", organism, scene_image, steps=3)
+
+
+def test_best_within_se_lists_the_timesteps_the_argmax_cannot_tell_apart():
+    by_t = {0: {"m": 0.50, "m_se": 0.01}, 50: {"m": 0.60, "m_se": 0.05}, 300: {"m": 0.56, "m_se": 0.01},
+            700: {"m": 0.54, "m_se": 0.01}}
+    assert worldeval.best_within_se(by_t, "m") == (50, [50, 300])  # 0.54 < 0.60 - 0.05 <= 0.56
+    by_t[50]["m_se"] = 0.001
+    assert worldeval.best_within_se(by_t, "m") == (50, [50])

@@ -167,6 +167,17 @@ def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence
     return out
 
 
+def best_within_se(by_t: Mapping[int, Mapping[str, float]], key: str) -> tuple[int, list[int]]:
+    """{t: `score` dict} -> the t of highest mean `key`, and every t whose mean is within the best's s.e. of it.
+
+    An argmax over a few scenes is only as sharp as its standard error: the second list says which t it does
+    not tell apart from the best.
+    """
+    best = max(by_t, key=lambda t: by_t[t][key])
+    floor = by_t[best][key] - by_t[best][f"{key}_se"]
+    return best, [t for t in by_t if by_t[t][key] >= floor]
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration of `compare`: a static timestep t, or adaptive t* (criterion, target) when t is None."""
