@@ -39,6 +39,9 @@ $(STAMP): pyproject.toml requirements.lock
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
+# One CPU thread: float32 steps on the ViT path (image resizing, ONNX) round differently with the thread count,
+# and the committed figures were made with one; the organism's float64 path does not care.
+reproduce: export OMP_NUM_THREADS = 1
 reproduce: $(STAMP)
 	mkdir -p runs figures
 	@failed=""; for nb in $(NOTEBOOKS); do \
