@@ -164,3 +164,14 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").glob("records-*.jsonl")) == ["records-0.jsonl",
                                                                                    "records-1.jsonl"]
     assert two["complete"] and two["scores"] == pytest.approx(single["scores"])
+
+
+def test_iou_by_area_bins_segments_by_size():
+    scenes = [world.scene(s) for s in world.EVAL_SEEDS[:4]]
+    perfect = worldeval.iou_by_area([s.objects for s in scenes], scenes, "objects")
+    assert sum(b["n"] for b in perfect) == sum(len(np.unique(s.objects)) - 1 for s in scenes)
+    assert all(b["iou"] == 1 for b in perfect if b["n"])
+    one = worldeval.iou_by_area([np.zeros_like(s.parts) for s in scenes], scenes, "parts")
+    assert all(b["iou"] == 0 for b in one if b["n"])  # the single segment goes to the background
+    with pytest.raises(ZsnbError, match="level"):
+        worldeval.iou_by_area([], [], "pixels")

@@ -12,6 +12,7 @@ from zsnb.metrics import (
     adjusted_rand_index,
     match_image,
     match_image_background,
+    segment_ious,
     segment_miou,
     segment_scores,
 )
@@ -149,3 +150,11 @@ def test_bad_inputs_raise() -> None:
         segment_miou(np.zeros((2, 2), dtype=int), np.zeros((1, 2, 2), dtype=int))
     with pytest.raises(ValueError, match="ignore_index"):
         match_image(np.zeros((2, 2), dtype=int), np.full((2, 2), 7), 2)
+
+
+def test_segment_ious_are_per_gt_id_and_average_to_segment_miou():
+    gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    pred = np.array([[5, 5, 5, 7], [5, 5, 5, 7]])
+    ious = segment_ious(pred, gt)
+    assert np.allclose(ious, [4 / 6, 2 / 4])
+    assert segment_miou(pred, gt) == pytest.approx(ious.mean())

@@ -12,7 +12,8 @@ from zsnb.organism import WEIGHTS_DIR, sample, train
 
 def test_shipped_weights_and_records(organism):
     info = json.loads((WEIGHTS_DIR / "training.json").read_text())
-    assert info["steps"] > 0 and info["wall_s"] > 0
+    assert info["steps"] > 0 and info["wall_s"] > 0 and info["machine"] and len(info["loss_every_10_steps"]) > 10
+    assert (WEIGHTS_DIR / "unet.safetensors").stat().st_size <= 10 * 2**20  # the shipped-weights budget
     defaults = json.loads((WEIGHTS_DIR / "defaults.json").read_text())
     assert "TRAIN_SEEDS" in defaults["chosen_on"]
     from zsnb import registry
@@ -48,3 +49,23 @@ def test_bf16_training_steps_run_and_bad_precision_is_named(tmp_path):
 def test_sampling_shapes(organism):
     samples = sample(organism.unet, 2, steps=3, seed=0)
     assert samples.shape == (2, 3, 32, 32) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_hierarchy_gaps_take_the_best_t_of_each_set():
+    from zsnb.organism import LARGE_T, SMALL_T
+    from zsnb.organism.tune import hierarchy_gaps
+
+    rows = [{"timestep": t, "kl_threshold": 0.1, "miou_parts": 0.5 if t in SMALL_T else 0.3,
+             "miou_objects": 0.4 if t in SMALL_T else 0.6} for t in (*SMALL_T, *LARGE_T)]
+    rows[0]["miou_parts"] = 0.7  # the best small t counts, not the mean
+    rows.append({"timestep": LARGE_T[0], "kl_threshold": 0.2, "miou_parts": 0.0, "miou_objects": 0.0})
+    gaps = hierarchy_gaps(rows, 0.1)
+    assert gaps["parts"] == pytest.approx(0.4) and gaps["objects"] == pytest.approx(0.2)
+
+
+def test_defaults_record_the_hierarchy_threshold():
+    from zsnb.organism import LARGE_T, SMALL_T, method_defaults
+
+    h = method_defaults()["hierarchy"]
+    assert h["noise"] == "seeded" and h["small_t"] == list(SMALL_T) and h["large_t"] == list(LARGE_T)
+    assert h["kl_threshold"] > 0

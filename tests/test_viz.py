@@ -136,3 +136,36 @@ def test_share_scale_takes_a_grid_of_axes_and_a_power_scale():
     ims = [viz.show_map(ax, torch.rand(4, 4)) for ax in axes.flat]
     viz.share_scale(ims, "x", axes, gamma=0.5)
     assert all(im.norm is ims[0].norm for im in ims) and ims[0].norm.gamma == 0.5
+
+
+def test_show_noising_draws_the_seeded_recipe(organism):
+    from zsnb import world
+    from zsnb.extract import NOISE_SEED, seeded_noise
+
+    image = torch.from_numpy(world.scene(1).image).permute(2, 0, 1)
+    fig, axes = plt.subplots(1, 2)
+    viz.show_noising(axes, organism.scheduler, image, [0, 500])
+    clean, noisy = (ax.get_images()[0].get_array() for ax in axes)
+    assert np.allclose(clean, image.permute(1, 2, 0).numpy(), atol=1e-6)
+    ab = organism.scheduler.alphas_cumprod[500].double()
+    expect = (ab.sqrt() * (image.double() * 2 - 1) + (1 - ab).sqrt() * seeded_noise(image.shape, NOISE_SEED) + 1) / 2
+    assert np.allclose(noisy, expect.clamp(0, 1).permute(1, 2, 0).numpy(), atol=1e-6)
+    plt.close(fig)
+
+
+def test_level_snr_falls_with_t():
+    fig, ax = plt.subplots()
+    ab = torch.linspace(0.99, 0.01, 1000)
+    viz.plot_level_snr(ax, {"objects": 1.0, "parts": 0.1}, ab, [10, 500, 900])
+    ys = [line.get_ydata() for line in ax.get_lines()[:2]]
+    assert all(np.all(np.diff(y) < 0) for y in ys) and np.allclose(ys[0] / ys[1], 10)
+    plt.close(fig)
+
+
+def test_iou_by_area_plot_has_one_line_per_nonempty_bin():
+    bins = lambda v: [{"lo": 0, "hi": 48, "n": 3, "iou": v, "se": 0.1},  # noqa: E731
+                      {"lo": 48, "hi": 1 << 30, "n": 0, "iou": float("nan"), "se": float("nan")}]
+    fig, ax = plt.subplots()
+    viz.plot_iou_by_area(ax, {0: bins(0.5), 300: bins(0.2)})
+    assert len(ax.get_legend().get_texts()) == 1 and ax.get_legend().get_texts()[0].get_text() == "0-48 px (n 3)"
+    plt.close(fig)

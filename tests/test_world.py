@@ -1,4 +1,4 @@
-"""The procedural world: determinism, two-level ground truth, colour does not solve objects."""
+"""The procedural world: determinism, two-level ground truth, coarse objects and fine parts."""
 
 from __future__ import annotations
 
@@ -45,11 +45,42 @@ def test_sizes_draw_the_same_geometry():
     assert not np.array_equal(world.scene(12, 64).objects[::2, ::2], small.objects)
 
 
-def test_objects_are_outlined_in_dark():
-    for seed in range(10):
+def test_objects_differ_coarsely_and_parts_finely():
+    """Neighbouring objects' mean colours are far apart; an object's parts' mean colours are close."""
+    object_gaps, part_gaps = [], []
+    for seed in range(30):
         s = world.scene(seed)
-        dark = s.image.max(-1) < world.OUTLINE_RGB + 0.15  # outline grey plus pixel noise
-        assert dark[s.objects > 0].mean() > 0.1 and dark[s.objects == 0].mean() < 0.02
+        means = {o: s.image[s.objects == o].mean(0) for o in np.unique(s.objects)}
+        object_gaps += [np.abs(means[a] - means[b]).max() for a in means for b in means if a < b]
+        for obj in np.unique(s.objects)[1:]:
+            mask = s.objects == obj
+            ps = [s.image[(s.parts == p) & mask].mean(0) for p in np.unique(s.parts[mask])]
+            part_gaps += [np.abs(a - b).max() for i, a in enumerate(ps) for b in ps[i + 1:]]
+    assert np.median(object_gaps) > 0.5 and np.median(object_gaps) > 2 * np.median(part_gaps)
+
+
+def test_parts_differ_in_texture_orientation():
+    """Inside an object, the dominant stripe orientation changes from part to part."""
+    s = world.scene(2, 64)
+    grey = s.image.mean(-1)
+    gy, gx = np.gradient(grey)
+    angles = []
+    for part in np.unique(s.parts[s.objects > 0]):
+        m = s.parts == part
+        if m.sum() > 60:
+            # doubled-angle mean of the gradient direction: the stripes' normal, mod pi
+            z = ((gx[m] + 1j * gy[m]) ** 2).sum()
+            angles.append(np.angle(z) / 2)
+    assert len(angles) >= 2 and np.ptp(angles) > 0.3
+
+
+def test_object_sizes_are_mixed():
+    areas = []
+    for seed in range(40):
+        s = world.scene(seed)
+        counts = np.bincount(s.objects.ravel())[1:]
+        areas.append(counts.max() / max(counts.min(), 1))
+    assert np.median(areas) > 2.5
 
 
 def test_seed_ranges_do_not_overlap():
@@ -57,19 +88,17 @@ def test_seed_ranges_do_not_overlap():
     assert len(world.EVAL_SEEDS) >= 200
 
 
-def test_colour_alone_does_not_solve_objects():
-    """Parts of one object differ in colour; a colour-only grouping (exact hue) is part-like."""
-    differing = 0
-    for seed in range(30):
-        s = world.scene(seed)
-        for obj in np.unique(s.objects)[1:]:
-            mask = s.objects == obj
-            part_means = [s.image[(s.parts == p) & mask].mean(0) for p in np.unique(s.parts[mask])]
-            if len(part_means) > 1 and np.ptp(np.array(part_means), axis=0).max() > 0.15:
-                differing += 1
-    assert differing >= 40
-
-
 def test_too_small_size_is_rejected():
     with pytest.raises(ValueError, match="size"):
         world.scene(0, size=4)
+
+
+def test_level_amplitudes_order_objects_above_parts():
+    amps = [world.level_amplitudes(world.scene(seed)) for seed in range(20)]
+    for key in ("part shades", "part textures"):
+        assert np.median([a["objects"] for a in amps]) > 3 * np.median([a[key] for a in amps])
+
+
+def test_level_amplitudes_of_a_flat_scene_are_zero():
+    flat = world.Scene(np.full((8, 8, 3), 0.5, dtype=np.float32), np.zeros((8, 8), int), np.zeros((8, 8), int), 0)
+    assert world.level_amplitudes(flat) == {"objects": 0.0, "part shades": 0.0, "part textures": 0.0}

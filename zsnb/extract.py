@@ -232,6 +232,13 @@ def _check_timesteps(backbone: Backbone, timesteps: Sequence[int]) -> tuple[int,
     return ts
 
 
+def seeded_noise(shape: Sequence[int], seed: int = NOISE_SEED) -> torch.Tensor:
+    """The Gaussian noise "seeded" captures add: one (C, h, w) float64 tensor from `seed`, the same at every t."""
+    gen = torch.Generator("cpu").manual_seed(seed)
+    # float64: float32 randn takes a vectorised path whose values differ between CPUs
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
+
+
 @torch.no_grad()
 def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[ImageLike],
             timesteps: Sequence[int] = (300,), *,
@@ -283,9 +290,7 @@ def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[Im
     x = latents.repeat(len(ts), 1, 1, 1)
     t = torch.tensor(ts, device=backbone.device).repeat_interleave(n)
     if noise == "seeded":
-        gen = torch.Generator("cpu").manual_seed(seed)
-        # drawn in float64: float32 randn takes a vectorised path whose values differ between CPUs
-        eps = torch.randn(latents.shape[1:], generator=gen, dtype=torch.float64).to(backbone.device, backbone.dtype)
+        eps = seeded_noise(latents.shape[1:], seed).to(backbone.device, backbone.dtype)
         x = backbone.scheduler.add_noise(x, eps.expand_as(x), t).to(backbone.dtype)
     cond = backbone.encode_prompt(prompt).expand(x.shape[0])
     with attention_processors(unet, procs):

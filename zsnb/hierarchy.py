@@ -201,21 +201,23 @@ def layer_entropy(capture: Any, t: int, index: int = 0) -> dict[str, float]:
 def adaptive_segment(capture: Any, index: int, timesteps: Sequence[int], grouping: str, params: Mapping[str, Any],
                      fusion: str = "reweight", criterion: str = "entropy", target: str | None = None,
                      features_tap: str = FEATURE_TAP, temperature: float = DEFAULT_TEMPERATURE,
-                     out_size: int | tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+                     out_size: int | tuple[int, int] | None = None, slack: float = DEFAULT_SLACK
+                     ) -> tuple[Tensor, Tensor]:
     """Image `index` of a multi-t capture -> (labels (H, W) = out_size long, t* index (R, R)); None: image side."""
     maps = {t: contextual_similarity(capture, t, index, fusion, features_tap, temperature)
             for t in sorted(timesteps)}
-    choice, fused = select_timesteps(maps, criterion, target)
+    choice, fused = select_timesteps(maps, criterion, target, slack)
     return group(fused, grouping, out_size or capture.images.shape[-1], params), choice
 
 
 def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
     """Image `index` of a capture at every params["timesteps"] (self-attention + tap) -> (H, W) long labels.
 
-    The registry's "adaptive" method: contextual similarity (fusion, tap, temperature), t* by criterion and
-    target, then the grouping with its parameters (DiffSeg: kl_threshold, num_points, iterations; NCut: tau,
+    The registry's "adaptive" method: contextual similarity (fusion, tap, temperature), t* by criterion,
+    target and slack, then the grouping with its parameters (DiffSeg: kl_threshold, num_points, iterations; NCut: tau,
     alpha).
     """
     return adaptive_segment(cap, index, params["timesteps"], params["grouping"], params, params["fusion"],
-                            params["criterion"], params["target"], params["tap"], params["temperature"], out_hw)[0]
+                            params["criterion"], params["target"], params["tap"], params["temperature"], out_hw,
+                            params["slack"])[0]
 

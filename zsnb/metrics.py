@@ -288,10 +288,16 @@ def segment_scores(pred: Any, gt: Any) -> dict[str, float]:
     }
 
 
-def segment_miou(pred: Any, gt: Any) -> float:
-    """Instance-level per-image mIoU: mean over this image's GT ids of the Hungarian-matched IoU."""
+def segment_ious(pred: Any, gt: Any) -> np.ndarray:
+    """(H, W) pred ids vs (H, W) instance ids -> (K,) Hungarian-matched IoU of each GT id, in sorted id order."""
     hist, _ = _segment_hist(pred, gt)
     if not hist.size:
-        return float("nan")
+        return np.zeros(0)
     _, tp, fp, fn = assign(hist)
-    return float(np.mean(tp / (tp + fp + fn)))
+    return tp / (tp + fp + fn)
+
+
+def segment_miou(pred: Any, gt: Any) -> float:
+    """Instance-level per-image mIoU: mean over this image's GT ids of the Hungarian-matched IoU."""
+    ious = segment_ious(pred, gt)
+    return float(ious.mean()) if ious.size else float("nan")

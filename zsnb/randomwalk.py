@@ -56,8 +56,8 @@ Our choices and deviations (each is ours, not read from the paper):
 
 Defaults (all ours; the registry entry "randomwalk" holds them per backbone family):
 - organism: ORGANISM_DEFAULTS, chosen on world.TRAIN_SEEDS[:48] by object-level mIoU (benchmarks/randomwalk.md;
-  k = 1: the organism's aggregated attention mixes in about two steps, second eigenvalue near 0.35, so powers
-  wash out its segments).
+  k = 1: the walk on the organism's aggregated attention forgets its start within a few steps, every row of P^k
+  close to the stationary distribution (notebook 08 prints the distance per k), so powers wash out its segments).
 - SD1.x / SDXL: SD_DEFAULTS, the organism's choice at DiffSeg's timestep; the paper's k and inversion
   schedule were not retrieved.
 - ViT ("vit-s"): VIT_DEFAULTS, on the last block's attention, chosen by eye on the shipped photos (see there).

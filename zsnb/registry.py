@@ -199,7 +199,8 @@ register(Method(
 register(Method(
     "adaptive", "ours: per-pixel adaptive timestep t*, then DiffSeg or NCut grouping (zsnb.hierarchy)",
     {"timesteps": (25, 50, 100, 200, 300, 500), "noise": "none", "seed": NOISE_SEED, "grouping": "diffseg",
-     "fusion": "random_walk", "criterion": "entropy", "target": None, "temperature": hierarchy.DEFAULT_TEMPERATURE,
+     "fusion": "random_walk", "criterion": "entropy", "target": None, "slack": hierarchy.DEFAULT_SLACK,
+     "temperature": hierarchy.DEFAULT_TEMPERATURE,
      "tap": DIFFCUT["tap"], **{k: DIFFSEG[k] for k in ("kl_threshold", "num_points", "iterations")},
      **{k: DIFFCUT[k] for k in ("tau", "alpha")}},
     {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}},

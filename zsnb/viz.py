@@ -419,6 +419,47 @@ def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, M
         ax.set_title(title)
 
 
+def show_noising(axes: Sequence[Axes], scheduler: Any, image: Tensor, timesteps: Sequence[int],
+                 seed: int | None = None) -> None:
+    """One axis per t: the (3, H, W) image as a pixel-space UNet sees it at t under the "seeded" noise recipe.
+
+    scheduler: a diffusers noise scheduler (`backbone.scheduler`, or `zsnb.organism.build_scheduler()`).
+    """
+    from zsnb.extract import NOISE_SEED, seeded_noise
+
+    x0 = image.double()[None] * 2 - 1  # the organism's "VAE": pixels scaled to [-1, 1]
+    eps = seeded_noise(x0.shape[1:], NOISE_SEED if seed is None else seed)[None]
+    for ax, t in zip(axes, timesteps, strict=True):
+        xt = scheduler.add_noise(x0, eps, torch.tensor([t])) if t > 0 else x0
+        show_image(ax, (xt[0] + 1) / 2, f"t = {t}")
+
+
+def plot_level_snr(ax: Axes, amplitudes: Mapping[str, float], alphas_cumprod: Tensor,
+                   timesteps: Sequence[int]) -> None:
+    """Per-pixel signal-to-noise ratio vs t of each level's amplitude (`world.level_amplitudes`), log scale."""
+    ab = alphas_cumprod.double()[list(timesteps)].numpy()
+    for j, (name, amp) in enumerate(amplitudes.items()):
+        ax.plot(timesteps, amp * np.sqrt(ab / (1 - ab)), marker="o", ms=3, color=f"C{j}", label=name)
+    ax.axhline(1, color="grey", ls=":", lw=1, label="signal = noise (one pixel)")
+    ax.set(yscale="log", ylabel="amplitude / noise std")
+    timestep_axis(ax, timesteps)
+    ax.legend(loc="best")
+
+
+def plot_iou_by_area(ax: Axes, by_t: Mapping[int, Sequence[Mapping[str, float]]], title: str = "") -> None:
+    """Matched IoU vs t, one line per area bin (`worldeval.iou_by_area` at each t), ± standard error."""
+    ts = sorted(by_t)
+    for j, b in enumerate(by_t[ts[0]]):
+        if not b["n"]:
+            continue
+        label = (f"{b['lo']}-{b['hi']} px" if b["hi"] < 1 << 20 else f"≥ {b['lo']} px") + f" (n {b['n']})"
+        ax.errorbar(ts, [by_t[t][j]["iou"] for t in ts], [by_t[t][j]["se"] for t in ts], color=f"C{j}", marker="o",
+                    ms=3, capsize=2, elinewidth=1, label=label)
+    timestep_axis(ax, ts)
+    ax.set(ylabel="matched IoU", title=title)
+    ax.legend(loc="best", title="segment area")
+
+
 LOG_RANGE = 1e3  # show_maps_shared's log scale spans three decades; fainter values are drawn at its floor
 
 

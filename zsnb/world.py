@@ -1,20 +1,20 @@
 """The organism's procedural world: RGB scenes with known ground truth at two levels.
 
-Every scene has a textured background and 2-4 overlapping objects. Each object is one silhouette (ellipse,
-rotated rectangle, triangle or Fourier blob) cut into 2-4 **parts** by parallel cuts at a random angle.
-The two levels are carried by different cues, so that colour alone cannot solve the object level:
+Every scene has a dark background and 2-4 objects of mixed sizes: one large object and smaller ones drawn
+over it. Each object is one silhouette (ellipse, rotated rectangle, triangle or Fourier blob) cut into 2-4
+**parts** by parallel cuts at a random angle. The two levels are carried by signals of different strength,
+so that the diffusion noise, not a choice of cue, decides which level is visible at a timestep:
 
-- parts of one object differ in **hue** but share the object's **lightness**, stripe **orientation** and
-  stripe **period** (a texture running continuously across the part boundaries);
-- every object has a dark **outline** along its silhouette (one pixel wide at 32x32), so where an object
-  ends is a shape cue, not a colour cue; outlines of occluded objects are cut by the occluder;
-- different objects draw hues independently from one small palette, so they often share colours;
-- the background is a dim, desaturated gradient with its own coarse stripes and pixel noise.
+- **objects** differ in coarse, high-amplitude structure: each has its own base colour from a palette of
+  well-separated hues and lightnesses (no two objects of a scene share one), and objects differ in size;
+- **parts** of one object differ only in fine, low-amplitude detail: a stripe texture of a few pixels'
+  period whose orientation and phase change from part to part, and small shifts of lightness and hue.
 
+Adding noise destroys the low-amplitude, fine-scale signal first: at small timesteps both levels are
+visible, at large ones only the objects are, and the smallest objects fade before the large ones.
 Geometry lives in normalised coordinates and the pixel noise has its own random stream, so
-`scene(seed, 64)` is `scene(seed, 32)` drawn at twice the resolution (outlines scale with the size).
-Label maps: 0 is the background in both; objects are 1..n in depth order (later ones occlude earlier
-ones); parts are numbered globally, 1..m.
+`scene(seed, 64)` is `scene(seed, 32)` drawn at twice the resolution. Label maps: 0 is the background in
+both; objects are 1..n in depth order (later ones occlude earlier ones); parts are numbered globally, 1..m.
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ EVAL_SEEDS: range = range(1_000_000, 1_000_500)  # held out: benchmarks and note
 TRAIN_SEEDS: range = range(0, 1_000_000)  # training scenes and every choice of default parameter
 DEFAULT_SIZE: int = 32
 
-# Hue palette (degrees); lightness and saturation come from the object, so parts of different objects
-# can share a hue while parts of one object never do.
-HUES: tuple[float, ...] = (0.0, 40.0, 75.0, 130.0, 185.0, 220.0, 270.0, 315.0)
+# Object base colours (hue in degrees, lightness): far apart in RGB, so objects differ by a large amplitude.
+PALETTE: tuple[tuple[float, float], ...] = (
+    (0.0, 0.50), (30.0, 0.62), (58.0, 0.72), (115.0, 0.45), (170.0, 0.62), (215.0, 0.52), (265.0, 0.64),
+    (310.0, 0.56))
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "blob")
-OUTLINE_RGB: float = 0.05  # outline grey level, darker than any background pixel
+STRIPE_AMPLITUDE: float = 0.09  # lightness swing of a part's texture: small next to the palette's spacing
+PART_SHADE: float = 0.14  # largest lightness shift of a part from its object's base
+PART_HUE: float = 10.0  # largest hue shift (degrees) of a part from its object's base
+STRIPE_PERIOD: tuple[float, float] = (0.25, 0.32)  # normalised units: 4-5 pixels at 32x32
+LARGE_RADIUS: tuple[float, float] = (0.5, 0.75)  # the first, largest object
+SMALL_RADIUS: tuple[float, float] = (0.2, 0.42)  # every other object
 
 
 @dataclass(frozen=True)
@@ -66,22 +72,21 @@ def _hsl_to_rgb(h: np.ndarray, s: np.ndarray, lum: np.ndarray) -> np.ndarray:
     return rgb + (lum - c / 2)[..., None]
 
 
-def _silhouette(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Boolean mask (H, W) of one shape on the normalised grid [-1, 1]^2."""
-    cy, cx = rng.uniform(-0.55, 0.55, size=2)
-    r = rng.uniform(0.35, 0.6)
+def _silhouette(rng: np.random.Generator, kind: str, r: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Boolean mask (H, W) of one shape of radius about `r` on the normalised grid [-1, 1]^2."""
+    cy, cx = rng.uniform(-0.75 + r / 2, 0.75 - r / 2, size=2)
     theta = rng.uniform(0, np.pi)
     u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
     v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
     if kind == "ellipse":
-        a, b = r, r * rng.uniform(0.55, 1.0)
+        a, b = r, r * rng.uniform(0.6, 1.0)
         return (u / a) ** 2 + (v / b) ** 2 <= 1
     if kind == "rectangle":
-        a, b = r, r * rng.uniform(0.5, 0.9)
+        a, b = r, r * rng.uniform(0.55, 0.9)
         return (np.abs(u) <= a) & (np.abs(v) <= b)
     if kind == "triangle":
         angles = theta + np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(-0.3, 0.3, size=3)
-        py, px = cy + 1.2 * r * np.sin(angles), cx + 1.2 * r * np.cos(angles)
+        py, px = cy + 1.3 * r * np.sin(angles), cx + 1.3 * r * np.cos(angles)
         inside = np.ones_like(xx, dtype=bool)
         for i in range(3):
             j = (i + 1) % 3
@@ -97,9 +102,15 @@ def _silhouette(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndar
 
 
 def _stripes(yy: np.ndarray, xx: np.ndarray, angle: float, period: float, phase: float) -> np.ndarray:
-    """Smooth stripes in [0, 1] of a given orientation and period (normalised units), (H, W)."""
+    """Smooth stripes in [-1, 1] of a given orientation and period (normalised units), (H, W)."""
     d = xx * np.cos(angle) + yy * np.sin(angle)
-    return 0.5 + 0.5 * np.cos(2 * np.pi * d / period + phase)
+    return np.cos(2 * np.pi * d / period + phase)
+
+
+def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, angle: float) -> np.ndarray:
+    """A part's fine texture: lightness offsets (H, W) of amplitude STRIPE_AMPLITUDE at `angle`."""
+    period = rng.uniform(*STRIPE_PERIOD)
+    return STRIPE_AMPLITUDE * _stripes(yy, xx, angle, period, rng.uniform(0, 2 * np.pi))
 
 
 def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
@@ -110,33 +121,39 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
     ax = (np.arange(size) + 0.5) / size * 2 - 1
     yy, xx = np.meshgrid(ax, ax, indexing="ij")
 
-    # Background: dim, desaturated gradient with coarse stripes and pixel noise.
-    g_angle = rng.uniform(0, 2 * np.pi)
-    ramp = 0.5 + 0.5 * (xx * np.cos(g_angle) + yy * np.sin(g_angle)) / np.sqrt(2)
-    bg_lum = 0.18 + 0.14 * ramp + 0.05 * _stripes(yy, xx, rng.uniform(0, np.pi), rng.uniform(0.6, 1.2), 0)
-    image = _hsl_to_rgb(np.full_like(xx, rng.choice(HUES)), np.full_like(xx, rng.uniform(0.1, 0.3)), bg_lum)
+    # Background: dark and desaturated, with a fine texture of its own, so texture alone is no object cue.
+    bg_lum = rng.uniform(0.08, 0.16) + _texture(rng, yy, xx, rng.uniform(0, np.pi)) / 2
+    image = _hsl_to_rgb(np.full_like(xx, rng.uniform(0, 360)), np.full_like(xx, rng.uniform(0.1, 0.3)), bg_lum)
 
     parts = np.zeros((size, size), dtype=np.int64)
     objects = np.zeros((size, size), dtype=np.int64)
     n_objects = int(rng.integers(2, 5))
+    colours = rng.choice(len(PALETTE), size=n_objects, replace=False)
     next_part = 1
     for obj in range(1, n_objects + 1):
-        mask = _silhouette(rng, str(rng.choice(SHAPES)), yy, xx)
+        r = rng.uniform(*(LARGE_RADIUS if obj == 1 else SMALL_RADIUS))
+        mask = _silhouette(rng, str(rng.choice(SHAPES)), r, yy, xx)
         if mask.sum() < max(4, size * size // 64):
             continue  # too small to draw at this size: skip rather than leave a one-pixel object
-        n_parts = int(rng.integers(2, 5))
-        hues = rng.choice(HUES, size=n_parts, replace=False)
-        lum = rng.uniform(0.45, 0.75)
-        sat = rng.uniform(0.65, 0.95)
+        n_parts = int(rng.integers(2, 5 if r > 0.35 else 3))
+        hue, lum = PALETTE[colours[obj - 1]]
+        sat = rng.uniform(0.7, 0.9)
         # Parallel cuts across the silhouette at a random angle, at quantiles so each part gets pixels.
         cut = rng.uniform(0, np.pi)
         d = (xx * np.cos(cut) + yy * np.sin(cut))[mask]
-        edges = np.quantile(d, np.sort(rng.uniform(0.2, 0.8, size=n_parts - 1)))
+        edges = np.quantile(d, np.sort(rng.uniform(0.25, 0.75, size=n_parts - 1)))
         part_of_pixel = np.searchsorted(edges, d)
-        texture = _stripes(yy, xx, rng.uniform(0, np.pi), rng.uniform(0.18, 0.35), rng.uniform(0, 6.3))[mask]
-        colour = _hsl_to_rgb(hues[part_of_pixel], np.full(d.shape, sat), lum * (0.8 + 0.3 * texture))
-        image[mask] = colour
-        image[_outline(mask, max(1, size // 32))] = OUTLINE_RGB
+        # Parts' stripe orientations are spread evenly, so neighbouring parts never share one.
+        base = rng.uniform(0, np.pi)
+        shades = rng.permutation(np.linspace(-PART_SHADE, PART_SHADE, n_parts))
+        hues = rng.permutation(np.linspace(-PART_HUE, PART_HUE, n_parts))
+        part_lum, part_hue = np.zeros(d.shape), np.zeros(d.shape)
+        for p in range(n_parts):
+            here = part_of_pixel == p
+            texture = _texture(rng, yy, xx, base + p * np.pi / n_parts)[mask]
+            part_lum[here] = lum + shades[p] + texture[here]
+            part_hue[here] = hue + hues[p]
+        image[mask] = _hsl_to_rgb(part_hue, np.full(d.shape, sat), part_lum)
         parts[mask] = next_part + part_of_pixel
         objects[mask] = obj
         next_part += n_parts
@@ -144,18 +161,25 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
     _relabel_in_place(parts)
     _relabel_in_place(objects)
     # Pixel noise from its own stream, so the geometry drawn above is the same at every size.
-    image += np.random.default_rng([seed, size]).normal(0, 0.03, size=image.shape)
+    image += np.random.default_rng([seed, size]).normal(0, 0.02, size=image.shape)
     image = np.clip(image, 0, 1).astype(np.float32)
     return Scene(image=image, parts=parts, objects=objects, seed=seed)
 
 
-def _outline(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels of `mask` (H, W) within `width` pixels (4-neighbour steps) of its border."""
-    inner = mask.copy()
-    for _ in range(width):
-        padded = np.pad(inner, 1, constant_values=True)  # the frame is no border
-        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return mask & ~inner
+def level_amplitudes(s: Scene) -> dict[str, float]:
+    """RMS amplitude, on the model's [-1, 1] scale, of what tells each level apart in scene `s`.
+
+    "objects": object-mean colour minus the image mean; "part shades": part-mean colour minus its object's
+    mean; "part textures": each pixel minus its part's mean (the stripes, plus pixel noise).
+    """
+    x = s.image.astype(np.float64) * 2 - 1
+    object_mean, part_mean = np.zeros_like(x), np.zeros_like(x)
+    for labels, means in ((s.objects, object_mean), (s.parts, part_mean)):
+        for k in np.unique(labels):
+            means[labels == k] = x[labels == k].mean(0)
+    rms = lambda d: float(np.sqrt((d ** 2).sum(-1).mean()))  # noqa: E731
+    return {"objects": rms(object_mean - x.mean((0, 1))), "part shades": rms(part_mean - object_mean),
+            "part textures": rms(x - part_mean)}
 
 
 def _relabel_in_place(labels: np.ndarray) -> None:

@@ -139,13 +139,13 @@ def score_table(rows: Mapping[str, Mapping[str, float]], label: str = "method",
 
 def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], noise: str = "none",
                    seed: int = NOISE_SEED, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB,
-                   size: int | None = None) -> dict[int, dict[str, Any]]:
+                   size: int | None = None, diffseg: Mapping[str, Any] | None = None) -> dict[int, dict[str, Any]]:
     """Per t: mean layer entropy by side, DiffSeg and DiffCut (the backbone's parameters, t replaced) scores.
 
     One capture per batch holds every t (at `size`, default DiffSeg's input size), so both methods see the
-    same input.
+    same input. diffseg: parameters overriding DiffSeg's (e.g. the organism's hierarchy threshold).
     """
-    ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
+    ds, dc = {**registry.params("diffseg", backbone), **(diffseg or {})}, registry.params("diffcut", backbone)
     preds: dict[int, dict[str, list]] = {t: {"diffseg": [], "diffcut": [], "entropy": []} for t in timesteps}
     scenes_all: list[world.Scene] = []
     for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, False, memory_gb, noise=noise, seed=seed,
@@ -229,6 +229,30 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
                             preds.setdefault(Setting(fusion, grouping, None, criterion, target), []).append(
                                 hierarchy.group(fused, grouping, side, params[grouping]))
     return {k: score(p, scenes_all) for k, p in preds.items()}, preds, scenes_all
+
+
+AREA_EDGES: tuple[int, ...] = (0, 48, 128, 320, 1 << 30)  # segment areas in pixels at 32x32
+
+
+def iou_by_area(preds: Sequence[torch.Tensor | np.ndarray], scenes: Sequence[world.Scene], level: str = "objects",
+                edges: Sequence[int] = AREA_EDGES) -> list[dict[str, float]]:
+    """Mean matched IoU of GT segments (background excluded) binned by area: [{lo, hi, iou, se, n}] per bin."""
+    if level not in LEVELS:
+        raise ZsnbError(f"level={level!r}; use one of {list(LEVELS)}.")
+    areas, ious = [], []
+    for pred, s in zip(preds, scenes, strict=True):
+        gt = getattr(s, level)
+        ids, counts = np.unique(gt, return_counts=True)
+        keep = ids != 0
+        areas += list(counts[keep])
+        ious += list(metrics.segment_ious(pred, gt)[keep])
+    areas, ious = np.array(areas), np.array(ious)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        x = ious[(areas >= lo) & (areas < hi)]
+        out.append({"lo": lo, "hi": hi, "n": int(x.size), "iou": float(x.mean()) if x.size else float("nan"),
+                    "se": float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")})
+    return out
 
 
 def paired_difference(preds_a: Sequence[torch.Tensor], preds_b: Sequence[torch.Tensor],

@@ -40,6 +40,10 @@ UNET_CONFIG: dict = {
     "flip_sin_to_cos": True,
     "freq_shift": 0,
 }
+# The timestep hierarchy is measured between these two sets (seeded noise): fine detail still stands above the
+# noise at SMALL_T and only coarse structure at LARGE_T (notebook 00 plots both levels' signal-to-noise ratio).
+SMALL_T: tuple[int, ...] = (0, 25, 50, 100)
+LARGE_T: tuple[int, ...] = (300, 400, 500, 600, 700)
 # SD 1.x's noise schedule (its scheduler_config.json), so t=50 or t=300 mean what they mean there.
 SCHEDULER_CONFIG: dict = {
     "num_train_timesteps": 1000,

@@ -39,9 +39,9 @@ DEFAULTS = {
     "ema": 0.999,
     "grad_clip": 1.0,
     "seed": 0,
-    # "bf16": forward in bf16 autocast; on a 2-core AMX CPU a step took 0.70 s against 1.05 s in fp32 (emulated
-    # bf16 on CPUs without AVX512-BF16/AMX is slower). The shipped weights were trained in fp32.
-    "precision": "fp32",
+    # "bf16": forward in bf16 autocast. On the 2-core AVX-512 machine that trained the shipped weights a step
+    # took 0.61 s against 0.92 s in fp32 (benchmarks/results/train_step.md); CPUs without native bf16 may be slower.
+    "precision": "bf16",
 }
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
@@ -109,6 +109,16 @@ def train(out: Path, steps: int, batch: int, lr: float, warmup: int, ema: float,
     return record
 
 
+def cpu_name() -> str:
+    """The CPU's model name where the OS reports one (Linux), else the architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    return platform.processor() or platform.machine()
+
+
 def export(out: Path, record: dict, args: dict) -> None:
     """Write the EMA weights (fp16 safetensors), the UNet config and the training record into the package."""
     ema_state = torch.load(out / "ema.pt")
@@ -122,7 +132,7 @@ def export(out: Path, record: dict, args: dict) -> None:
         "wall_s": round(record["wall_s"], 1),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_name(),
         "loss_every_10_steps": [round(sum(record["losses"][i : i + 10]) / 10, 5)
                                 for i in range(0, len(record["losses"]) - 9, 10)],
     }

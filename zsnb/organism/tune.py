@@ -16,12 +16,13 @@ from tqdm.auto import tqdm
 
 from zsnb import registry, world
 from zsnb.backbones import Backbone, load_backbone
-from zsnb.organism import DEFAULTS_FILE
+from zsnb.organism import DEFAULTS_FILE, LARGE_T, SMALL_T
 from zsnb.worldeval import method_captures, score
 
 N_SCENES = 96  # training scenes scored per setting
 DIFFSEG_GRID = {
-    "convention": [("none", t) for t in (50, 300, 500, 700, 850)] + [("seeded", t) for t in (25, 50, 100, 200, 300)],
+    "convention": [("none", t) for t in (50, 300, 500, 700, 850)]
+    + [("seeded", t) for t in (25, 50, 100, 200, 300, 400, 500)],
     "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8],
     "num_points": [4, 8, 16],
 }
@@ -30,10 +31,12 @@ DIFFCUT_GRID = {
     "tau": [0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2],
     "alpha": [5.0, 10.0],
 }
+HIERARCHY_THRESHOLDS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 ADAPTIVE_GRID = {
     "timesteps": (50, 100, 200, 300, 500, 700),
     "fusion": ["random_walk", "reweight", "attention"],
     "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3],
+    "target": [(None, 0.1), ("object", 0.1), ("object", 0.3)],  # (target, slack) of hierarchy.select_timesteps
 }
 
 
@@ -88,18 +91,45 @@ def tune_diffcut(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
 
 
 def tune_adaptive(backbone: Backbone, seeds: range, diffseg: dict, diffcut: dict) -> tuple[dict, list[dict]]:
-    """Best adaptive-t* (fusion, DiffSeg tau) by object mIoU on `seeds`, entropy criterion, fixed t grid.
+    """Best adaptive-t* (fusion, DiffSeg tau, target rule) by object mIoU on `seeds`, entropy criterion, fixed t grid.
 
-    The grouping's other parameters (anchors, iterations; NCut tau, alpha) are DiffSeg's and DiffCut's tuned ones.
+    The input convention (clean or seeded noise) is DiffSeg's tuned one; the grouping's other parameters
+    (anchors, iterations; NCut tau, alpha) are DiffSeg's and DiffCut's tuned ones.
     """
-    fixed = {"timesteps": ADAPTIVE_GRID["timesteps"], "grouping": "diffseg", "criterion": "entropy",
+    fixed = {"timesteps": ADAPTIVE_GRID["timesteps"], "noise": diffseg["noise"], "grouping": "diffseg",
+             "criterion": "entropy",
              "tap": diffcut["tap"], "num_points": diffseg["num_points"], "tau": diffcut["tau"],
              "alpha": diffcut["alpha"]}
-    varied = [{"fusion": f, "kl_threshold": kl}
-              for f, kl in itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"])]
+    grid = itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"], ADAPTIVE_GRID["target"])
+    varied = [{"fusion": f, "kl_threshold": kl, "target": target, "slack": slack}
+              for f, kl, (target, slack) in grid]
     results = grid_scores(backbone, "adaptive", seeds, [fixed], varied)
-    chosen = best(results, ("fusion", "kl_threshold"))
+    chosen = best(results, ("fusion", "kl_threshold", "target", "slack"))
     return {**fixed, "timesteps": list(fixed["timesteps"]), **chosen}, results
+
+
+def hierarchy_gaps(results: list[dict], kl: float) -> dict[str, float]:
+    """Part gap (best small t minus best large t) and object gap (large minus small) of one DiffSeg threshold."""
+    by_t = {r["timestep"]: r for r in results if r["kl_threshold"] == kl}
+    best = {(level, name): max(by_t[t][f"miou_{level}"] for t in ts)
+            for level in ("parts", "objects") for name, ts in (("small", SMALL_T), ("large", LARGE_T))}
+    return {"parts": best["parts", "small"] - best["parts", "large"],
+            "objects": best["objects", "large"] - best["objects", "small"]}
+
+
+def tune_hierarchy(backbone: Backbone, seeds: range, diffseg: dict) -> tuple[dict, list[dict]]:
+    """The one DiffSeg threshold at which seeded t moves the level most: max over tau of min(part, object gap).
+
+    Anchors and iterations are DiffSeg's tuned ones; the timestep sweeps of the benchmarks and notebooks 00
+    and 03 use this threshold at every t.
+    """
+    captured = [{"noise": "seeded", "timestep": t} for t in (*SMALL_T, *LARGE_T)]
+    merges = [{"kl_threshold": kl, "num_points": diffseg["num_points"]} for kl in HIERARCHY_THRESHOLDS]
+    results = grid_scores(backbone, "diffseg", seeds, captured, merges)
+    gaps = {kl: hierarchy_gaps(results, kl) for kl in HIERARCHY_THRESHOLDS}
+    kl = max(gaps, key=lambda k: min(gaps[k].values()))
+    return {"noise": "seeded", "kl_threshold": kl, "num_points": diffseg["num_points"], "small_t": list(SMALL_T),
+            "large_t": list(LARGE_T), "gaps_on_training_scenes": gaps[kl]}, results
 
 
 def main() -> None:
@@ -111,11 +141,13 @@ def main() -> None:
     ds, ds_results = tune_diffseg(backbone, seeds)
     dc, dc_results = tune_diffcut(backbone, seeds)
     ad, ad_results = tune_adaptive(backbone, seeds, ds, dc)
-    defaults = {"diffseg": ds, "diffcut": dc, "adaptive": ad,
+    hi, hi_results = tune_hierarchy(backbone, seeds, ds)
+    defaults = {"diffseg": ds, "diffcut": dc, "adaptive": ad, "hierarchy": hi,
                 "chosen_on": f"world.TRAIN_SEEDS[:{args.n_scenes}], object-level Hungarian mIoU"}
     DEFAULTS_FILE.write_text(json.dumps(defaults, indent=1) + "\n")
     (DEFAULTS_FILE.parent / "tuning.json").write_text(
-        json.dumps({"diffseg": ds_results, "diffcut": dc_results, "adaptive": ad_results}, indent=None) + "\n")
+        json.dumps({"diffseg": ds_results, "diffcut": dc_results, "adaptive": ad_results, "hierarchy": hi_results},
+                   indent=None) + "\n")
     print(json.dumps(defaults, indent=1))
 
 
