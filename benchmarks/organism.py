@@ -27,8 +27,18 @@ import torch
 from sklearn.cluster import KMeans
 
 from zsnb import diffseg, load_backbone, registry, similarity, world
-from zsnb.organism import LARGE_T, SMALL_T, method_defaults
-from zsnb.worldeval import LEVELS, iou_by_area, method_captures, paired_difference, predict, score, score_table
+from zsnb.organism import LARGE_T, SMALL_T, best_small_large
+from zsnb.worldeval import (
+    LEVELS,
+    area_label,
+    iou_by_area,
+    method_captures,
+    paired_difference,
+    predict,
+    score,
+    score_table,
+    sweep_diffseg,
+)
 
 SWEEP_T: tuple[int, ...] = (*SMALL_T, 200, *LARGE_T)
 HIERARCHY_MARGIN, BINDING_RATIO, LEARNED_MARGIN = 0.10, 2.0, 0.25  # the targets
@@ -54,11 +64,10 @@ def hierarchy_targets(sweep: dict, preds: dict, scenes: list) -> dict:
     """Best small-t and large-t settings per level from a seeded sweep, and their paired differences."""
     out = {}
     for level, finer in (("parts", True), ("objects", False)):
-        key = f"miou_{level}"
-        best = {name: max(ts, key=lambda t: sweep[t][key]) for name, ts in (("small", SMALL_T), ("large", LARGE_T))}
-        a, b = (best["small"], best["large"]) if finer else (best["large"], best["small"])
+        small, large = best_small_large(sweep, f"miou_{level}")
+        a, b = (small, large) if finer else (large, small)
         diff, se = paired_difference(preds[a], preds[b], scenes, level)
-        out[level] = {"best_small_t": best["small"], "best_large_t": best["large"], "difference": diff, "se": se,
+        out[level] = {"best_small_t": small, "best_large_t": large, "difference": diff, "se": se,
                       "met": diff >= HIERARCHY_MARGIN}
     return out
 
@@ -87,8 +96,7 @@ def main() -> None:
     rows["RGB k-means, K = true objects"] = score(kmeans_preds(scenes), scenes)
     rows["one segment"] = score([np.zeros_like(s.objects) for s in scenes], scenes)
     relations = {name: relation_densities(aggregates(bb, seeds, ds), scenes) for name, bb in backbones.items()}
-    # One fixed threshold for every t: the one tune.py chose on training scenes for the hierarchy.
-    merge = {k: method_defaults().get("hierarchy", ds)[k] for k in ("kl_threshold", "num_points")}
+    merge = sweep_diffseg(trained)  # one threshold at every t: the one tune.py chose for the hierarchy
     sweep, seeded_preds = {}, {}
     for noise in ("none", "seeded"):
         sweep[noise] = {}
@@ -145,7 +153,7 @@ def main() -> None:
               "(background excluded; n segments per bin in the header):", ""]
     for level, by_t in by_area.items():
         bins = next(iter(by_t.values()))
-        heads = [(f"{b['lo']}-{b['hi']}" if b["hi"] < 1 << 20 else f"≥ {b['lo']}") + f" px (n {b['n']})" for b in bins]
+        heads = [f"{area_label(b)} (n {b['n']})" for b in bins]
         lines += [f"| {level}: t | " + " | ".join(heads) + " |", "|---|" + "---|" * len(bins)]
         lines += [f"| {t} | " + " | ".join(f"{b['iou']:.3f}" for b in rows_) + " |" for t, rows_ in by_t.items()]
         lines.append("")

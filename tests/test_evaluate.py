@@ -175,3 +175,19 @@ def test_iou_by_area_bins_segments_by_size():
     assert all(b["iou"] == 0 for b in one if b["n"])  # the single segment goes to the background
     with pytest.raises(ZsnbError, match="level"):
         worldeval.iou_by_area([], [], "pixels")
+
+
+def test_area_labels_name_closed_and_open_bins():
+    assert worldeval.area_label({"lo": 48, "hi": 128}) == "48-128 px"
+    assert worldeval.area_label({"lo": 320, "hi": worldeval.AREA_EDGES[-1]}) == "≥ 320 px"
+
+
+def test_beats_needs_both_the_gain_and_the_standard_errors():
+    assert worldeval.beats(0.04, 0.01) and not worldeval.beats(0.04, 0.02) and not worldeval.beats(0.02, 0.001)
+
+
+def test_sweep_diffseg_is_the_tuned_hierarchy_entry_on_the_organism(organism):
+    from zsnb.organism import method_defaults
+
+    h = method_defaults()["hierarchy"]
+    assert worldeval.sweep_diffseg(organism) == {"kl_threshold": h["kl_threshold"], "num_points": h["num_points"]}

@@ -69,3 +69,11 @@ def test_defaults_record_the_hierarchy_threshold():
     h = method_defaults()["hierarchy"]
     assert h["noise"] == "seeded" and h["small_t"] == list(SMALL_T) and h["large_t"] == list(LARGE_T)
     assert h["kl_threshold"] > 0
+
+
+def test_best_small_large_picks_within_each_set():
+    from zsnb.organism import LARGE_T, SMALL_T, best_small_large
+
+    by_t = {t: {"miou": -abs(t - 50) if t in SMALL_T else -abs(t - 600)} for t in (*SMALL_T, 200, *LARGE_T)}
+    by_t[200]["miou"] = 1.0  # between the sets: never chosen
+    assert best_small_large(by_t, "miou") == (50, 600)

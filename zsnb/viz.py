@@ -24,7 +24,8 @@ from matplotlib.patheffects import withStroke
 from matplotlib.transforms import offset_copy
 from torch import Tensor
 
-from zsnb import diffseg, metrics, similarity
+from zsnb import diffseg, metrics, similarity, worldeval
+from zsnb.extract import NOISE_SEED, seeded_noise
 
 # Sized for the width GitHub and JupyterLab give an output (about 900 px): figures of at most ~10 in shown at
 # 100 dpi keep 10 pt text at 10 pt; saved at 150 dpi they stay sharp when scaled down to that width.
@@ -425,8 +426,6 @@ def show_noising(axes: Sequence[Axes], scheduler: Any, image: Tensor, timesteps:
 
     scheduler: a diffusers noise scheduler (`backbone.scheduler`, or `zsnb.organism.build_scheduler()`).
     """
-    from zsnb.extract import NOISE_SEED, seeded_noise
-
     x0 = image.double()[None] * 2 - 1  # the organism's "VAE": pixels scaled to [-1, 1]
     eps = seeded_noise(x0.shape[1:], NOISE_SEED if seed is None else seed)[None]
     for ax, t in zip(axes, timesteps, strict=True):
@@ -452,7 +451,7 @@ def plot_iou_by_area(ax: Axes, by_t: Mapping[int, Sequence[Mapping[str, float]]]
     for j, b in enumerate(by_t[ts[0]]):
         if not b["n"]:
             continue
-        label = (f"{b['lo']}-{b['hi']} px" if b["hi"] < 1 << 20 else f"≥ {b['lo']} px") + f" (n {b['n']})"
+        label = f"{worldeval.area_label(b)} (n {b['n']})"
         ax.errorbar(ts, [by_t[t][j]["iou"] for t in ts], [by_t[t][j]["se"] for t in ts], color=f"C{j}", marker="o",
                     ms=3, capsize=2, elinewidth=1, label=label)
     timestep_axis(ax, ts)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import hierarchy, metrics, registry, world
+from zsnb import hierarchy, metrics, organism, registry, world
 from zsnb.backbones import Backbone
 from zsnb.errors import ZsnbError
 from zsnb.extract import NOISE_SEED, Capture, capture
@@ -234,6 +234,11 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
 AREA_EDGES: tuple[int, ...] = (0, 48, 128, 320, 1 << 30)  # segment areas in pixels at 32x32
 
 
+def area_label(b: Mapping[str, Any]) -> str:
+    """An `iou_by_area` bin as text: "48-128 px", or "≥ 320 px" for the open last bin."""
+    return f"{b['lo']}-{b['hi']} px" if b["hi"] < AREA_EDGES[-1] else f"≥ {b['lo']} px"
+
+
 def iou_by_area(preds: Sequence[torch.Tensor | np.ndarray], scenes: Sequence[world.Scene], level: str = "objects",
                 edges: Sequence[int] = AREA_EDGES) -> list[dict[str, float]]:
     """Mean matched IoU of GT segments (background excluded) binned by area: [{lo, hi, iou, se, n}] per bin."""
@@ -253,6 +258,21 @@ def iou_by_area(preds: Sequence[torch.Tensor | np.ndarray], scenes: Sequence[wor
         out.append({"lo": lo, "hi": hi, "n": int(x.size), "iou": float(x.mean()) if x.size else float("nan"),
                     "se": float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")})
     return out
+
+
+def beats(diff: float, se: float, gain: float = 0.03, n_se: float = 3.0) -> bool:
+    """Whether a paired difference (mean, standard error) clears `gain` and `n_se` standard errors.
+
+    The defaults are the organism's adaptive target: adaptive t* against the static t chosen on training scenes.
+    """
+    return diff >= gain and diff > n_se * se
+
+
+def sweep_diffseg(backbone: Backbone) -> dict[str, Any]:
+    """DiffSeg's kl_threshold and num_points for a t sweep: the organism's tuned "hierarchy" entry, else defaults."""
+    ds = registry.params("diffseg", backbone)
+    hier = organism.method_defaults().get("hierarchy", {}) if backbone.family == "organism" else {}
+    return {k: hier.get(k, ds[k]) for k in ("kl_threshold", "num_points")}
 
 
 def paired_difference(preds_a: Sequence[torch.Tensor], preds_b: Sequence[torch.Tensor],

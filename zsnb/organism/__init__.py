@@ -11,6 +11,7 @@ Noise follows SD's scaled-linear schedule, so a timestep means the same signal-t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -53,6 +54,11 @@ SCHEDULER_CONFIG: dict = {
     "prediction_type": "epsilon",
     "clip_sample": False,
 }
+
+
+def best_small_large(by_t: Mapping[int, Mapping[str, float]], key: str) -> tuple[int, int]:
+    """{t: scores} -> (t in SMALL_T, t in LARGE_T) of the highest `key` (e.g. "miou_parts") within each set."""
+    return tuple(max(ts, key=lambda t: by_t[t][key]) for ts in (SMALL_T, LARGE_T))
 
 
 def build_unet(seed: int = 0) -> UNet2DConditionModel:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from zsnb import registry, world
 from zsnb.backbones import Backbone, load_backbone
-from zsnb.organism import DEFAULTS_FILE, LARGE_T, SMALL_T
+from zsnb.organism import DEFAULTS_FILE, LARGE_T, SMALL_T, best_small_large
 from zsnb.worldeval import method_captures, score
 
 N_SCENES = 96  # training scenes scored per setting
@@ -111,10 +111,11 @@ def tune_adaptive(backbone: Backbone, seeds: range, diffseg: dict, diffcut: dict
 def hierarchy_gaps(results: list[dict], kl: float) -> dict[str, float]:
     """Part gap (best small t minus best large t) and object gap (large minus small) of one DiffSeg threshold."""
     by_t = {r["timestep"]: r for r in results if r["kl_threshold"] == kl}
-    best = {(level, name): max(by_t[t][f"miou_{level}"] for t in ts)
-            for level in ("parts", "objects") for name, ts in (("small", SMALL_T), ("large", LARGE_T))}
-    return {"parts": best["parts", "small"] - best["parts", "large"],
-            "objects": best["objects", "large"] - best["objects", "small"]}
+    gap = {}
+    for level in ("parts", "objects"):
+        small, large = best_small_large(by_t, f"miou_{level}")
+        gap[level] = by_t[small][f"miou_{level}"] - by_t[large][f"miou_{level}"]
+    return {"parts": gap["parts"], "objects": -gap["objects"]}
 
 
 def tune_hierarchy(backbone: Backbone, seeds: range, diffseg: dict) -> tuple[dict, list[dict]]:
