@@ -129,14 +129,16 @@ def organism_rows(scenes: int) -> tuple[list[dict], dict]:
 
 def photo_rows() -> list[dict]:
     """Leaves per stop on the ViT's final-LayerNorm tokens of the shipped photos (its registry tau and alpha)."""
-    from zsnb import capture, load_backbone, photos, registry
+    from zsnb import capture, images, load_backbone, photos, registry
 
     backbone = load_backbone("vit-s")
     p = registry.params("diffcut", backbone)
     rows = []
     for name in photos.NAMES:
-        feats = capture(backbone, photos.path(name), (p["timestep"],), features=(p["tap"],), attention=None,
-                        size=p["size"]).features(p["timestep"], p["tap"])
+        # the whole photo resized to the ViT's side, as zsnb.segment feeds it (no centre crop)
+        photo = images.resize(photos.image(name), (p["size"], p["size"]))
+        feats = capture(backbone, photo, (p["timestep"],), features=(p["tap"],), attention=None
+                        ).features(p["timestep"], p["tap"])
         leaves = {gap: diffcut.recursive_ncut_tree(feats, p["tau"], p["alpha"], gap=gap)[0]
                   for gap in (None, diffcut.CHAIN_GAP)}
         rows.append({"photo": name, **{f"leaves_gap_{gap}": int(x.max()) + 1 for gap, x in leaves.items()}})

@@ -25,6 +25,7 @@ from timing import median_times
 
 import zsnb
 from zsnb import hierarchy, registry, world, worldeval
+from zsnb.organism import HIERARCHY_DRAWS
 from zsnb.worldeval import Setting
 
 TIMESTEPS: tuple[int, ...] = (25, 50, 100, 200, 300, 500)
@@ -62,12 +63,15 @@ def main() -> None:
     parser.add_argument("--weights", default="pretrained", help="'random': untrained control (smoke test)")
     parser.add_argument("--noise", default="seeded", choices=("seeded", "none"),
                         help="input convention; 'seeded' is the recipe the notebooks use")
+    parser.add_argument("--draws", type=int, default=HIERARCHY_DRAWS,
+                        help="noise draws the maps are averaged over (seeded only; zsnb.capture)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backbone = zsnb.load_backbone("organism", weights=args.weights)
     ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
     noise, tap = args.noise, dc["tap"]
-    common = {"timesteps": TIMESTEPS, "noise": noise, "seed": ds["seed"], "features_tap": tap}
+    draws = args.draws if noise == "seeded" else 1
+    common = {"timesteps": TIMESTEPS, "noise": noise, "seed": ds["seed"], "draws": draws, "features_tap": tap}
     start = time.perf_counter()
 
     # 1. Thresholds, temperature and static t on training scenes only. Thresholds: static attention maps,
@@ -127,7 +131,8 @@ def main() -> None:
     multi = time_capture(backbone, n_time, TIMESTEPS, noise, tap, args.repeats)
     result = {
         "torch": torch.__version__, "threads": torch.get_num_threads(), "n_scenes": len(scenes),
-        "n_train": args.n_train, "weights": args.weights, "timesteps": TIMESTEPS, "noise": noise, "tap": tap,
+        "n_train": args.n_train, "weights": args.weights, "timesteps": TIMESTEPS, "noise": noise, "draws": draws,
+        "tap": tap,
         "temperature": temperature, "temperature_tuning_train": tuning,
         "diffseg_params": params["diffseg"], "ncut_params": params["ncut"], "threshold_tuning_train": grid,
         "reference": {"diffseg_defaults": ref_ds, "diffcut_defaults": ref_dc},
@@ -146,7 +151,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Adaptive timesteps benchmark (ours: arXiv 2606.15590 has no public code)\n",
         f"Organism, {r['n_scenes']} evaluation scenes (world.EVAL_SEEDS), timesteps {list(r['timesteps'])}, "
-        f"noise {r['noise']!r}, tap {r['tap']}; chosen on {r['n_train']} training scenes: DiffSeg tau "
+        f"noise {r['noise']!r} ({r.get('draws', 1)} draw(s) averaged), tap {r['tap']}; chosen on "
+        f"{r['n_train']} training scenes: DiffSeg tau "
         f"{r['diffseg_params']['kl_threshold']}, NCut tau {r['ncut_params']['tau']}, temperature "
         f"{r['temperature']}, static t (per level). mIoU ± standard error; "
         "Δ = adaptive (entropy) minus static, paired over scenes. oracle = best static t on the evaluation "

@@ -37,6 +37,19 @@ def test_batched_timesteps_equal_separate_runs(organism, scene_image):
         torch.testing.assert_close(both.self_attention(500)[name], m, atol=1e-5, rtol=1e-4)
 
 
+def test_draws_average_the_captures_of_successive_seeds(organism, scene_image):
+    kw = {"timesteps": (500,), "noise": "seeded", "features": ("down_last_attn1",)}
+    mean = capture(organism, scene_image, seed=7, draws=2, **kw)
+    a, b = capture(organism, scene_image, seed=7, **kw), capture(organism, scene_image, seed=8, **kw)
+    for name, m in mean.self_attention(500).items():
+        torch.testing.assert_close(m, (a.self_attention(500)[name] + b.self_attention(500)[name]) / 2)
+        assert not torch.allclose(a.self_attention(500)[name], b.self_attention(500)[name])  # draws differ
+    torch.testing.assert_close(mean.features(500, "down_last_attn1"),
+                               (a.features(500, "down_last_attn1") + b.features(500, "down_last_attn1")) / 2)
+    assert torch.equal(capture(organism, scene_image, seed=7, draws=1, **kw).maps[next(iter(a.maps))],
+                       a.maps[next(iter(a.maps))])
+
+
 def test_list_of_images_is_one_batch(organism, scene_image):
     cap = capture(organism, [scene_image, scene_image.flip(-1)], timesteps=(300,))
     name = next(iter(cap.self_attention(300)))
@@ -98,6 +111,8 @@ def test_diffcut_tap_is_last_self_attention_of_deepest_attention_down_block(orga
         ({"stop_after": "decoder"}, "stop_after"),
         ({"resolutions": (3,)}, "resolutions"),
         ({"size": 30}, "multiple of 8"),
+        ({"draws": 0}, "draws"),
+        ({"draws": 2}, "noise='seeded'"),
     ],
 )
 def test_bad_arguments(organism, scene_image, kwargs, match):

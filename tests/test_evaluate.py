@@ -190,4 +190,16 @@ def test_sweep_diffseg_is_the_tuned_hierarchy_entry_on_the_organism(organism):
     from zsnb.organism import method_defaults
 
     h = method_defaults()["hierarchy"]
-    assert worldeval.sweep_diffseg(organism) == {"kl_threshold": h["kl_threshold"], "num_points": h["num_points"]}
+    assert worldeval.sweep_diffseg(organism) == {"kl_threshold": h["kl_threshold"], "num_points": h["num_points"],
+                                                 "draws": h["draws"]}
+    assert h["draws"] > 1  # the sweeps average seeded noise draws; the methods' own default stays one draw
+    assert organism.defaults["diffseg"]["draws"] == 1
+
+
+def test_timestep_sweep_captures_the_draws_it_is_given(organism, monkeypatch):
+    seen = []
+    real = worldeval.capture
+    monkeypatch.setattr(worldeval, "capture", lambda *a, **kw: seen.append(kw["draws"]) or real(*a, **kw))
+    worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="seeded", diffseg={"draws": 2})
+    worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="none")
+    assert seen == [2, 1]

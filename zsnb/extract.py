@@ -242,19 +242,25 @@ def seeded_noise(shape: Sequence[int], seed: int = NOISE_SEED) -> torch.Tensor:
 @torch.no_grad()
 def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[ImageLike],
             timesteps: Sequence[int] = (300,), *,
-            noise: str = "none", seed: int = NOISE_SEED, prompt: str = "", attention: str | None = "self",
-            features: Sequence[str] = (), stop_after: str | None = None, resolutions: Sequence[int] | None = None,
-            block: int | None = None, size: int | None = None) -> Capture:
+            noise: str = "none", seed: int = NOISE_SEED, draws: int = 1, prompt: str = "",
+            attention: str | None = "self", features: Sequence[str] = (), stop_after: str | None = None,
+            resolutions: Sequence[int] | None = None, block: int | None = None, size: int | None = None) -> Capture:
     """Run the UNet once on image(s) at all `timesteps` (one batch) and return the captured maps and features.
 
     noise: "none" (clean latent, timestep embedding only) or "seeded" (one Gaussian noise tensor from `seed`
-    added with the scheduler at each t). attention: "self", "cross", "both" or None. features: taps (see
+    added with the scheduler at each t). draws: with "seeded", the UNet runs once per noise tensor from seeds
+    seed, seed + 1, ... and maps and features are their means: the attention the model has at t in expectation
+    over the noise rather than under one draw of it (DIFT averages its features over noise draws the same way).
+    attention: "self", "cross", "both" or None. features: taps (see
     `tap_aliases`) or attention layer names. stop_after: None runs the whole UNet; "auto" ends the forward
     as soon as everything requested is captured (encoder-only taps then cost only the encoder).
     resolutions: keep only attention layers at these map sides (at the native size). block: queries per score
     block (default: BLOCK_BYTES of scores). size: input side in pixels (default: the backbone's native
     resolution; DiffCut runs SD1.4 at 1024); map sides scale with it.
     """
+    if not isinstance(draws, int) or draws < 1 or (draws > 1 and noise != "seeded"):
+        raise ZsnbError(f"draws={draws!r} must be a positive integer, and 1 unless noise='seeded' (a clean input "
+                        "is the same at every draw).")
     if isinstance(backbone, vit.VitBackbone):  # no UNet: the ViT's own capture, same arguments and result
         return vit.capture(backbone, image, timesteps, noise=noise, seed=seed, prompt=prompt, attention=attention,
                            features=features, stop_after=stop_after, resolutions=resolutions, block=block, size=size)
@@ -276,8 +282,6 @@ def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[Im
         raise ZsnbError(f"resolutions={tuple(resolutions)} matches no attention layer; available: "
                         f"{sorted(backbone.attention_layers('self'))}.")
     map_layers = {n for kind in kinds for n in chosen[kind]}
-    store = AttentionStore(map_layers, set(taps.values()), stop_when_done=stop_after == "auto")
-    procs = {n: CaptureProcessor(store, n, block) for n in map_layers | set(taps.values())}
 
     side = backbone.resolution if size is None else size
     multiple = backbone.vae_factor * 2 ** (len(unet.config.block_out_channels) - 1)  # every downsample must divide
@@ -289,15 +293,29 @@ def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[Im
     n = latents.shape[0]
     x = latents.repeat(len(ts), 1, 1, 1)
     t = torch.tensor(ts, device=backbone.device).repeat_interleave(n)
-    if noise == "seeded":
-        eps = seeded_noise(latents.shape[1:], seed).to(backbone.device, backbone.dtype)
-        x = backbone.scheduler.add_noise(x, eps.expand_as(x), t).to(backbone.dtype)
     cond = backbone.encode_prompt(prompt).expand(x.shape[0])
-    with attention_processors(unet, procs):
-        try:
-            unet(x, t, encoder_hidden_states=cond.encoder_hidden_states, added_cond_kwargs=cond.added_cond_kwargs)
-        except _StopForward:
-            pass
-    return Capture(ts, n, store.maps, store.outputs, taps,
+    maps: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    for draw in range(draws):
+        store = AttentionStore(map_layers, set(taps.values()), stop_when_done=stop_after == "auto")
+        procs = {name: CaptureProcessor(store, name, block) for name in map_layers | set(taps.values())}
+        x_t = x
+        if noise == "seeded":
+            eps = seeded_noise(latents.shape[1:], seed + draw).to(backbone.device, backbone.dtype)
+            x_t = backbone.scheduler.add_noise(x, eps.expand_as(x), t).to(backbone.dtype)
+        with attention_processors(unet, procs):
+            try:
+                unet(x_t, t, encoder_hidden_states=cond.encoder_hidden_states,
+                     added_cond_kwargs=cond.added_cond_kwargs)
+            except _StopForward:
+                pass
+        for got, total in ((store.maps, maps), (store.outputs, outputs)):
+            for name, value in got.items():
+                total[name] = value if draw == 0 else total[name].add_(value)
+    if draws > 1:
+        for total in (maps, outputs):
+            for value in total.values():
+                value.div_(draws)
+    return Capture(ts, n, maps, outputs, taps,
                    [n for n in chosen["self"] if n in map_layers], [n for n in chosen["cross"] if n in map_layers],
                    images)

@@ -35,6 +35,7 @@ class Needs:
     attention: str | None = None  # "self", "cross", "both" or None
     features: tuple[str, ...] = ()
     stop_after: str | None = None
+    draws: int = 1  # noise draws the maps and features are averaged over (zsnb.capture)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def methods() -> dict[str, dict[str, dict[str, Any]]]:
 def capture_for(name: str, backbone: Backbone, images: torch.Tensor, params: Mapping[str, Any]) -> Capture:
     """Capture what method `name` needs from (N, 3, S, S) images, fed at params["size"]."""
     n = get(name).needs(params)
-    return capture(backbone, images, n.timesteps, noise=n.noise, seed=n.seed, attention=n.attention,
+    return capture(backbone, images, n.timesteps, noise=n.noise, seed=n.seed, draws=n.draws, attention=n.attention,
                    features=n.features, stop_after=n.stop_after, size=params["size"])
 
 
@@ -139,28 +140,30 @@ def segment(method: str, backbone: Backbone, image: ImageLike, **overrides: Any)
 
 
 def _diffseg_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs((p["timestep"],), p["noise"], p["seed"], attention="self")
+    return Needs((p["timestep"],), p["noise"], p["seed"], attention="self", draws=p["draws"])
 
 
 def _diffcut_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs((p["timestep"],), p["noise"], p["seed"], features=(p["tap"],), stop_after="auto")
+    return Needs((p["timestep"],), p["noise"], p["seed"], features=(p["tap"],), stop_after="auto",
+                 draws=p["draws"])
 
 
 def _randomwalk_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self")
+    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self", draws=p["draws"])
 
 
 def _adaptive_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self", features=(p["tap"],))
+    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self",
+                 features=(p["tap"],), draws=p["draws"])
 
 
 # Official settings (the papers' code). Sizes: DiffSeg feeds SD1.x at 512; DiffCut feeds 1024 on SSD-1B and on
 # SD1.4 alike; the organism sees its world at its own side.
-DIFFSEG: dict[str, Any] = {"timestep": 300, "noise": "none", "seed": NOISE_SEED, "kl_threshold": 1.1,
+DIFFSEG: dict[str, Any] = {"timestep": 300, "noise": "none", "seed": NOISE_SEED, "draws": 1, "kl_threshold": 1.1,
                            "num_points": 16, "iterations": 3, "refine": False, "layers": None}  # None: all layers
-DIFFCUT: dict[str, Any] = {"timestep": 50, "noise": "seeded", "seed": NOISE_SEED, "tap": diffcut.FEATURE_TAP,
-                           "tau": 0.5, "alpha": 10.0, "refine": True, "out_size": 128, "pamr_iterations": 10,
-                           "pamr_dilations": (1, 2, 4, 8)}
+DIFFCUT: dict[str, Any] = {"timestep": 50, "noise": "seeded", "seed": NOISE_SEED, "draws": 1,
+                           "tap": diffcut.FEATURE_TAP, "tau": 0.5, "alpha": 10.0, "refine": True, "out_size": 128,
+                           "pamr_iterations": 10, "pamr_dilations": (1, 2, 4, 8)}
 # The ViT ("vit" family, zsnb.vit): defaults chosen by eye at 224 px on the three shipped photos (zsnb.photos),
 # never on evaluation data; segment counts
 # astronaut / chelsea / coffee. DiffSeg on the last block's attention: KL 0.7 gives 7/2/3 segments, 0.9 4/1/3, 1.0
@@ -198,7 +201,8 @@ register(Method(
 
 register(Method(
     "adaptive", "ours: per-pixel adaptive timestep t*, then DiffSeg or NCut grouping (zsnb.hierarchy)",
-    {"timesteps": (25, 50, 100, 200, 300, 500), "noise": "none", "seed": NOISE_SEED, "grouping": "diffseg",
+    {"timesteps": (25, 50, 100, 200, 300, 500), "noise": "none", "seed": NOISE_SEED, "draws": 1,
+     "grouping": "diffseg",
      "fusion": "random_walk", "criterion": "entropy", "target": None, "slack": hierarchy.DEFAULT_SLACK,
      "temperature": hierarchy.DEFAULT_TEMPERATURE,
      "tap": DIFFCUT["tap"], **{k: DIFFSEG[k] for k in ("kl_threshold", "num_points", "iterations")},
@@ -210,7 +214,7 @@ register(Method(
 # No official code and no paper defaults could be read (see zsnb.randomwalk): every value here is ours, per family.
 register(Method(
     "randomwalk", "random-walk NCut on self-attention, P^k, automatic threshold (after Ivanova et al., WACV 2026)",
-    {"noise": "none", "seed": NOISE_SEED, **randomwalk.SD_DEFAULTS},
+    {"noise": "none", "seed": NOISE_SEED, "draws": 1, **randomwalk.SD_DEFAULTS},
     {"sd1": {"size": 512}, "sdxl": {"size": 1024},
      "organism": {"size": organism.RESOLUTION, **randomwalk.ORGANISM_DEFAULTS},
      "vit": {"size": vit.RESOLUTION, **randomwalk.VIT_DEFAULTS}},

@@ -1,17 +1,17 @@
 """The organism's procedural world: RGB scenes with known ground truth at two levels.
 
-Every scene has a dark background and 2-4 objects of mixed sizes: one large object and smaller ones drawn
+Every scene has a dark background and 2-3 objects of mixed sizes: one large object and smaller ones drawn
 over it. Each object is one silhouette (ellipse, rotated rectangle, triangle or Fourier blob) cut into 2-4
 **parts** by parallel cuts at a random angle. The two levels are carried by signals of different strength,
 so that the diffusion noise, not a choice of cue, decides which level is visible at a timestep:
 
-- **objects** differ in coarse, high-amplitude structure: each has its own base colour from a palette of
-  well-separated hues and lightnesses (no two objects of a scene share one), and objects differ in size;
-- **parts** of one object differ only in fine, low-amplitude detail: a stripe texture of a few pixels'
-  period whose orientation and phase change from part to part, and small shifts of lightness and hue.
+- **objects** differ by a large amplitude: each has its own base colour from a palette of well-separated hues
+  and lightnesses (no two objects of a scene share one), and objects differ in size;
+- **parts** of one object differ by a small amplitude: small steps of lightness and hue around the object's
+  base colour, and nothing else.
 
-Adding noise destroys the low-amplitude, fine-scale signal first: at small timesteps both levels are
-visible, at large ones only the objects are, and the smallest objects fade before the large ones.
+Adding noise drowns the small steps first: at small timesteps both levels are visible, at large ones only
+the objects are, and the smallest objects fade before the large ones.
 Geometry lives in normalised coordinates and the pixel noise has its own random stream, so
 `scene(seed, 64)` is `scene(seed, 32)` drawn at twice the resolution. Label maps: 0 is the background in
 both; objects are 1..n in depth order (later ones occlude earlier ones); parts are numbered globally, 1..m.
@@ -34,12 +34,11 @@ PALETTE: tuple[tuple[float, float], ...] = (
     (0.0, 0.50), (30.0, 0.62), (58.0, 0.72), (115.0, 0.45), (170.0, 0.62), (215.0, 0.52), (265.0, 0.64),
     (310.0, 0.56))
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "blob")
-STRIPE_AMPLITUDE: float = 0.09  # lightness swing of a part's texture: small next to the palette's spacing
-PART_SHADE: float = 0.14  # largest lightness shift of a part from its object's base
-PART_HUE: float = 10.0  # largest hue shift (degrees) of a part from its object's base
-STRIPE_PERIOD: tuple[float, float] = (0.25, 0.32)  # normalised units: 4-5 pixels at 32x32
-LARGE_RADIUS: tuple[float, float] = (0.5, 0.75)  # the first, largest object
-SMALL_RADIUS: tuple[float, float] = (0.2, 0.42)  # every other object
+PART_SHADE: float = 0.08  # largest lightness shift of a part from its object's base: small next to the palette
+PART_HUE: float = 6.0  # largest hue shift (degrees) of a part from its object's base
+LARGE_RADIUS: tuple[float, float] = (0.6, 0.85)  # the first, largest object
+SMALL_RADIUS: tuple[float, float] = (0.28, 0.5)  # every other object
+N_OBJECTS: tuple[int, int] = (2, 3)  # objects per scene, both ends included
 
 
 @dataclass(frozen=True)
@@ -101,18 +100,6 @@ def _silhouette(rng: np.random.Generator, kind: str, r: float, yy: np.ndarray, x
     return np.hypot(u, v) <= radius
 
 
-def _stripes(yy: np.ndarray, xx: np.ndarray, angle: float, period: float, phase: float) -> np.ndarray:
-    """Smooth stripes in [-1, 1] of a given orientation and period (normalised units), (H, W)."""
-    d = xx * np.cos(angle) + yy * np.sin(angle)
-    return np.cos(2 * np.pi * d / period + phase)
-
-
-def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, angle: float) -> np.ndarray:
-    """A part's fine texture: lightness offsets (H, W) of amplitude STRIPE_AMPLITUDE at `angle`."""
-    period = rng.uniform(*STRIPE_PERIOD)
-    return STRIPE_AMPLITUDE * _stripes(yy, xx, angle, period, rng.uniform(0, 2 * np.pi))
-
-
 def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
     """Draw scene `seed` at `size` x `size`: image (H, W, 3) in [0, 1], parts and objects (H, W)."""
     if size < 8:
@@ -121,13 +108,13 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
     ax = (np.arange(size) + 0.5) / size * 2 - 1
     yy, xx = np.meshgrid(ax, ax, indexing="ij")
 
-    # Background: dark and desaturated, with a fine texture of its own, so texture alone is no object cue.
-    bg_lum = rng.uniform(0.08, 0.16) + _texture(rng, yy, xx, rng.uniform(0, np.pi)) / 2
+    # Background: dark and desaturated.
+    bg_lum = np.full_like(xx, rng.uniform(0.08, 0.16))
     image = _hsl_to_rgb(np.full_like(xx, rng.uniform(0, 360)), np.full_like(xx, rng.uniform(0.1, 0.3)), bg_lum)
 
     parts = np.zeros((size, size), dtype=np.int64)
     objects = np.zeros((size, size), dtype=np.int64)
-    n_objects = int(rng.integers(2, 5))
+    n_objects = int(rng.integers(N_OBJECTS[0], N_OBJECTS[1] + 1))
     colours = rng.choice(len(PALETTE), size=n_objects, replace=False)
     next_part = 1
     for obj in range(1, n_objects + 1):
@@ -143,17 +130,9 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
         d = (xx * np.cos(cut) + yy * np.sin(cut))[mask]
         edges = np.quantile(d, np.sort(rng.uniform(0.25, 0.75, size=n_parts - 1)))
         part_of_pixel = np.searchsorted(edges, d)
-        # Parts' stripe orientations are spread evenly, so neighbouring parts never share one.
-        base = rng.uniform(0, np.pi)
         shades = rng.permutation(np.linspace(-PART_SHADE, PART_SHADE, n_parts))
         hues = rng.permutation(np.linspace(-PART_HUE, PART_HUE, n_parts))
-        part_lum, part_hue = np.zeros(d.shape), np.zeros(d.shape)
-        for p in range(n_parts):
-            here = part_of_pixel == p
-            texture = _texture(rng, yy, xx, base + p * np.pi / n_parts)[mask]
-            part_lum[here] = lum + shades[p] + texture[here]
-            part_hue[here] = hue + hues[p]
-        image[mask] = _hsl_to_rgb(part_hue, np.full(d.shape, sat), part_lum)
+        image[mask] = _hsl_to_rgb(hue + hues[part_of_pixel], np.full(d.shape, sat), lum + shades[part_of_pixel])
         parts[mask] = next_part + part_of_pixel
         objects[mask] = obj
         next_part += n_parts
@@ -169,8 +148,7 @@ def scene(seed: int, size: int = DEFAULT_SIZE) -> Scene:
 def level_amplitudes(s: Scene) -> dict[str, float]:
     """RMS amplitude, on the model's [-1, 1] scale, of what tells each level apart in scene `s`.
 
-    "objects": object-mean colour minus the image mean; "part shades": part-mean colour minus its object's
-    mean; "part textures": each pixel minus its part's mean (the stripes, plus pixel noise).
+    "objects": object-mean colour minus the image mean; "parts": part-mean colour minus its object's mean.
     """
     x = s.image.astype(np.float64) * 2 - 1
     object_mean, part_mean = np.zeros_like(x), np.zeros_like(x)
@@ -178,8 +156,7 @@ def level_amplitudes(s: Scene) -> dict[str, float]:
         for k in np.unique(labels):
             means[labels == k] = x[labels == k].mean(0)
     rms = lambda d: float(np.sqrt((d ** 2).sum(-1).mean()))  # noqa: E731
-    return {"objects": rms(object_mean - x.mean((0, 1))), "part shades": rms(part_mean - object_mean),
-            "part textures": rms(x - part_mean)}
+    return {"objects": rms(object_mean - x.mean((0, 1))), "parts": rms(part_mean - object_mean)}
 
 
 def _relabel_in_place(labels: np.ndarray) -> None:

@@ -102,7 +102,8 @@ def method_captures(backbone: Backbone, method: str, seeds: Sequence[int], param
     """(scenes, capture of what `method` needs with `params`, at params["size"]) for batches of `seeds`."""
     n = registry.get(method).needs(params)
     yield from captures(backbone, seeds, n.timesteps, batch, progress, memory_gb, noise=n.noise, seed=n.seed,
-                        attention=n.attention, features=n.features, stop_after=n.stop_after, size=params["size"])
+                        draws=n.draws, attention=n.attention, features=n.features, stop_after=n.stop_after,
+                        size=params["size"])
 
 
 def predict(backbone: Backbone, method: str, seeds: Sequence[int], batch: int | None = None, progress: bool = False,
@@ -143,13 +144,14 @@ def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence
     """Per t: mean layer entropy by side, DiffSeg and DiffCut (the backbone's parameters, t replaced) scores.
 
     One capture per batch holds every t (at `size`, default DiffSeg's input size), so both methods see the
-    same input. diffseg: parameters overriding DiffSeg's (e.g. the organism's hierarchy threshold).
+    same input. diffseg: parameters overriding DiffSeg's (e.g. the organism's hierarchy threshold); its
+    "draws" is the number of noise draws the capture averages (`zsnb.capture`).
     """
     ds, dc = {**registry.params("diffseg", backbone), **(diffseg or {})}, registry.params("diffcut", backbone)
     preds: dict[int, dict[str, list]] = {t: {"diffseg": [], "diffcut": [], "entropy": []} for t in timesteps}
     scenes_all: list[world.Scene] = []
     for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, False, memory_gb, noise=noise, seed=seed,
-                                attention="self", features=(dc["tap"],), size=size or ds["size"]):
+                                draws=ds["draws"], attention="self", features=(dc["tap"],), size=size or ds["size"]):
         scenes_all += scenes
         for t in timesteps:
             for i, s in enumerate(scenes):
@@ -200,19 +202,20 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
             criteria: Sequence[str] = hierarchy.CRITERIA, targets: Sequence[str | None] = (None,),
             params: Mapping[str, Mapping[str, Any]] | None = None, features_tap: str | None = None,
             temperature: float = hierarchy.DEFAULT_TEMPERATURE, noise: str = "none", seed: int = NOISE_SEED,
-            batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB, size: int | None = None
+            batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB, size: int | None = None, draws: int = 1
             ) -> tuple[dict[Setting, dict[str, float]], dict[Setting, list[torch.Tensor]], list[world.Scene]]:
     """(scores, label maps, scenes) of static-t and adaptive-t* groupings, one multi-t capture per batch.
 
     Keyed by `Setting`: every static t and every (criterion, target), per fusion and grouping. Scores as
-    `score`; params {grouping: parameters} default to the registry's DiffSeg and DiffCut parameters.
+    `score`; params {grouping: parameters} default to the registry's DiffSeg and DiffCut parameters. draws:
+    noise draws averaged (`zsnb.capture`).
     """
     params = params or {"diffseg": registry.params("diffseg", backbone), "ncut": registry.params("diffcut", backbone)}
     tap = features_tap or registry.params("diffcut", backbone)["tap"]
     ts = sorted(timesteps)
     preds: dict[Setting, list[torch.Tensor]] = {}
     scenes_all: list[world.Scene] = []
-    for scenes, cap in captures(backbone, seeds, ts, batch, False, memory_gb, noise=noise, seed=seed,
+    for scenes, cap in captures(backbone, seeds, ts, batch, False, memory_gb, noise=noise, seed=seed, draws=draws,
                                 attention="self", features=(tap,), size=size):
         scenes_all += scenes
         for i, s in enumerate(scenes):
@@ -269,10 +272,11 @@ def beats(diff: float, se: float, gain: float = 0.03, n_se: float = 3.0) -> bool
 
 
 def sweep_diffseg(backbone: Backbone) -> dict[str, Any]:
-    """DiffSeg's kl_threshold and num_points for a t sweep: the organism's tuned "hierarchy" entry, else defaults."""
+    """DiffSeg's kl_threshold, num_points and seeded draws for a t sweep: the organism's "hierarchy" entry, else
+    the backbone's defaults."""
     ds = registry.params("diffseg", backbone)
     hier = organism.method_defaults().get("hierarchy", {}) if backbone.family == "organism" else {}
-    return {k: hier.get(k, ds[k]) for k in ("kl_threshold", "num_points")}
+    return {k: hier.get(k, ds[k]) for k in ("kl_threshold", "num_points", "draws")}
 
 
 def paired_difference(preds_a: Sequence[torch.Tensor], preds_b: Sequence[torch.Tensor],

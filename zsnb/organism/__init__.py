@@ -45,6 +45,10 @@ UNET_CONFIG: dict = {
 # noise at SMALL_T and only coarse structure at LARGE_T (notebook 00 plots both levels' signal-to-noise ratio).
 SMALL_T: tuple[int, ...] = (0, 25, 50, 100)
 LARGE_T: tuple[int, ...] = (300, 400, 500, 600, 700)
+# Noise draws the hierarchy measurements average attention over (`zsnb.capture(..., draws=)`): under a single
+# draw, the draw's own pattern splits an object's maps at large t (the sweeps in benchmarks/results/organism.md
+# show both recipes).
+HIERARCHY_DRAWS: int = 4
 # SD 1.x's noise schedule (its scheduler_config.json), so t=50 or t=300 mean what they mean there.
 SCHEDULER_CONFIG: dict = {
     "num_train_timesteps": 1000,
