@@ -32,7 +32,7 @@ from zsnb.organism import (
 )
 
 DEFAULTS = {
-    "steps": 4000,
+    "steps": 6000,
     "batch": 32,
     "lr": 1e-3,
     "warmup": 200,
@@ -76,6 +76,9 @@ def train(out: Path, steps: int, batch: int, lr: float, warmup: int, ema: float,
         torch.set_rng_state(state["rng"])
     else:
         torch.manual_seed(seed)
+    if record["step"] < steps:  # each (re)start's threads and CPU, so the wall time can be read per session
+        record.setdefault("sessions", []).append(
+            {"from_step": record["step"], "threads": torch.get_num_threads(), "machine": cpu_name()})
     cond = null_conditioning(batch)
     unet.train()
     bar = tqdm(range(record["step"], steps), initial=record["step"], total=steps, desc="organism")
@@ -130,9 +133,8 @@ def export(out: Path, record: dict, args: dict) -> None:
         "scheduler_config": SCHEDULER_CONFIG,
         "steps": record["step"],
         "wall_s": round(record["wall_s"], 1),
-        "threads": torch.get_num_threads(),
+        "sessions": record["sessions"],
         "torch": torch.__version__,
-        "machine": cpu_name(),
         "loss_every_10_steps": [round(sum(record["losses"][i : i + 10]) / 10, 5)
                                 for i in range(0, len(record["losses"]) - 9, 10)],
     }
