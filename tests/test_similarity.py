@@ -168,3 +168,18 @@ def test_relation_density_separates_part_object_and_background() -> None:
     assert d["background"] == 0
     with pytest.raises(ValueError, match="Q, Q"):
         similarity.relation_density(torch.eye(9), parts, objects)
+
+
+def test_map_statistics_tell_uniform_local_and_sink_maps_apart() -> None:
+    q = 16  # a 4 x 4 grid
+    uniform = similarity.map_statistics(torch.full((q, q), 1 / q))
+    assert uniform["relative entropy"] == pytest.approx(1.0) and uniform["cosine to mean"] == pytest.approx(1.0)
+    local = similarity.map_statistics(torch.eye(q))  # each query attends to itself only
+    assert local["relative entropy"] == pytest.approx(0.0, abs=1e-6) and local["distance"] == 0.0
+    assert local["cosine to mean"] == pytest.approx(0.25) and local["sink share"] == pytest.approx(1 / q)
+    sink = torch.zeros(q, q)
+    sink[:, 5] = 1.0  # every query sends all its mass to one key
+    stats = similarity.map_statistics(sink)
+    assert stats["relative entropy"] == pytest.approx(0.0, abs=1e-6)
+    assert stats["cosine to mean"] == pytest.approx(1.0) and stats["sink share"] == pytest.approx(1.0)
+    assert stats["distance"] > 0

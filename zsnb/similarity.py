@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zsnb import diffseg, worldeval
+from zsnb import diffseg, hierarchy, worldeval
 from zsnb.errors import ZsnbError
 from zsnb.memory import DEFAULT_BUDGET_GB
 from zsnb.precision import as_real
@@ -56,6 +56,23 @@ def by_resolution(maps: Mapping[str, Tensor]) -> dict[int, Tensor]:
     for m in maps.values():
         groups.setdefault(math.isqrt(m.shape[0]), []).append(as_real(m))
     return {r: torch.stack(groups[r]).mean(0) for r in sorted(groups, reverse=True)}
+
+
+def map_statistics(maps: Tensor) -> dict[str, float]:
+    """(Q, Q) maps on an r x r grid -> means over queries: relative entropy, distance, cosine to mean, sink share.
+
+    relative entropy: 1 = uniform; distance: of a query's mass from the query, in tokens; cosine to the mean
+    map: 1 = every query has the same map; sink share: the largest mass one key gets in the mean map. Low
+    entropy with a high cosine and sink share is a shared sink, not a map that follows the query's object.
+    """
+    maps = as_real(maps)
+    side = diffseg._side(maps.shape[0], "maps")
+    grid = torch.cartesian_prod(torch.arange(side), torch.arange(side)).to(maps.dtype)  # (Q, 2) (row, col)
+    mean = maps.mean(0, keepdim=True)
+    return {"relative entropy": float(hierarchy.entropy(maps).mean() / math.log(maps.shape[-1])),
+            "distance": float((maps * torch.cdist(grid, grid)).sum(-1).mean()),
+            "cosine to mean": float(F.cosine_similarity(maps, mean).mean()),
+            "sink share": float(mean.max())}
 
 
 def views(maps: Mapping[str, Tensor]) -> dict[str, Tensor]:
