@@ -49,10 +49,19 @@ RECIPES: dict[str, tuple[str, int | None]] = {"none": ("none", 1), "seeded, one 
 HIERARCHY_MARGIN, BINDING_RATIO, LEARNED_MARGIN = 0.10, 2.0, 0.25  # the targets
 
 
-def aggregates(backbone, seeds, params) -> list:
-    """DiffSeg's aggregated (R, R, R, R) maps with `params` (its timestep and noise) for every scene of `seeds`."""
-    return [diffseg.aggregate(cap.self_attention(params["timestep"], i))
-            for scenes, cap in method_captures(backbone, "diffseg", seeds, params) for i in range(len(scenes))]
+def diffseg_run(backbone, seeds, params) -> tuple[list, list]:
+    """DiffSeg's labels and aggregated (R, R, R, R) maps with `params` for every scene of `seeds`, one capture."""
+    preds, aggs = [], []
+    for scenes, cap in method_captures(backbone, "diffseg", seeds, params):
+        for i, s in enumerate(scenes):
+            preds.append(diffseg.segment_capture(cap, i, params, s.objects.shape))
+            aggs.append(diffseg.aggregate(cap.self_attention(params["timestep"], i)))
+    return preds, aggs
+
+
+def binding_ratio(densities: dict[str, float]) -> float:
+    """Sibling-part density over other-object density (the binding target's ratio)."""
+    return densities["other parts of own object"] / densities["other objects"]
 
 
 def relation_densities(aggs, scenes) -> dict[str, float]:
@@ -100,22 +109,22 @@ def main() -> None:
             rows[f"{label}, {name}"] = score(preds, scenes)
     rows["RGB k-means, K = true objects"] = score(kmeans_preds(scenes), scenes)
     rows["one segment"] = score([np.zeros_like(s.objects) for s in scenes], scenes)
-    relations = {name: relation_densities(aggregates(bb, seeds, ds), scenes) for name, bb in backbones.items()}
+    relations = {name: relation_densities(diffseg_run(bb, seeds, ds)[1], scenes) for name, bb in backbones.items()}
     merge = sweep_diffseg(trained)  # one threshold (and noise draws) at every t: tune.py's hierarchy entry
-    sweep, seeded_preds = {}, {}
+    sweep, seeded_preds, binding_by_t = {}, {}, {}
     for mode, (noise, draws) in RECIPES.items():
-        sweep[mode] = {}
+        sweep[mode], binding_by_t[mode] = {}, {}
         for t in SWEEP_T:
-            recipe = {**merge, "noise": noise, "draws": draws or merge["draws"]}
-            preds, _ = predict(trained, "diffseg", seeds, timestep=t, **recipe)
+            recipe = {**merge, "timestep": t, "noise": noise, "draws": draws or merge["draws"]}
+            preds, aggs = diffseg_run(trained, seeds, registry.params("diffseg", trained, **recipe))
             sweep[mode][t] = score(preds, scenes)
+            binding_by_t[mode][t] = relation_densities(aggs, scenes)
             if mode == "seeded":
                 seeded_preds[t] = preds
     hierarchy = hierarchy_targets(sweep["seeded"], seeded_preds, scenes)
     t_object = hierarchy["objects"]["best_large_t"]
-    binding = relation_densities(aggregates(trained, seeds, {**ds, "timestep": t_object, "noise": "seeded",
-                                                             "draws": merge["draws"]}), scenes)
-    ratio = binding["other parts of own object"] / binding["other objects"]
+    binding = binding_by_t["seeded"][t_object]
+    ratio = binding_ratio(binding)
     learned = rows["DiffSeg, trained"]["miou_objects"] - rows["DiffSeg, random weights"]["miou_objects"]
     targets = {"hierarchy": hierarchy,
                "binding": {"timestep": t_object, "densities": binding, "ratio": ratio, "met": ratio >= BINDING_RATIO},
@@ -125,7 +134,7 @@ def main() -> None:
     result = {"n_scenes": len(seeds), "seeds": f"world.EVAL_SEEDS[:{len(seeds)}]", "diffseg_defaults": ds,
               "diffcut_defaults": dc, "methods": rows, "attention_relations": relations, "timestep_sweep": sweep,
               "sweep_merge": merge, "small_t": SMALL_T, "large_t": LARGE_T, "targets": targets,
-              "iou_by_area_seeded": by_area,
+              "iou_by_area_seeded": by_area, "attention_relations_by_t": binding_by_t,
               "wall_s": round(time.perf_counter() - start, 1), "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +152,11 @@ def main() -> None:
               "seeded": f"seeded noise, {merge['draws']} draws averaged"}
     lines += [f"| {inputs[noise]} | {t} | {r['miou_objects']:.3f} | {r['miou_parts']:.3f} | {r['segments']:.1f} |"
               for noise, by_t in sweep.items() for t, r in by_t.items()]
+    lines += ["", "Binding at every t of the sweep: sibling-part density over other-object density in DiffSeg's "
+              "aggregated map (the binding target's ratio):", "",
+              "| input | " + " | ".join(f"t = {t}" for t in SWEEP_T) + " |", "|---|" + "---|" * len(SWEEP_T)]
+    lines += [f"| {inputs[mode]} | " + " | ".join(f"{binding_ratio(d):.2f}" for d in by_t.values()) + " |"
+              for mode, by_t in binding_by_t.items()]
     h = targets["hierarchy"]
     lines += ["", f"Targets (seeded noise, {merge['draws']} draws averaged; small t {list(SMALL_T)}, large t "
               f"{list(LARGE_T)}; ± paired standard error):",

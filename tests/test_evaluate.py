@@ -200,6 +200,6 @@ def test_timestep_sweep_captures_the_draws_it_is_given(organism, monkeypatch):
     seen = []
     real = worldeval.capture
     monkeypatch.setattr(worldeval, "capture", lambda *a, **kw: seen.append(kw["draws"]) or real(*a, **kw))
-    worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="seeded", diffseg={"draws": 2})
+    worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="seeded", draws=2)
     worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="none")
     assert seen == [2, 1]

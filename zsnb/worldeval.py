@@ -140,18 +140,19 @@ def score_table(rows: Mapping[str, Mapping[str, float]], label: str = "method",
 
 def timestep_sweep(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], noise: str = "none",
                    seed: int = NOISE_SEED, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB,
-                   size: int | None = None, diffseg: Mapping[str, Any] | None = None) -> dict[int, dict[str, Any]]:
+                   size: int | None = None, diffseg: Mapping[str, Any] | None = None, draws: int = 1
+                   ) -> dict[int, dict[str, Any]]:
     """Per t: mean layer entropy by side, DiffSeg and DiffCut (the backbone's parameters, t replaced) scores.
 
     One capture per batch holds every t (at `size`, default DiffSeg's input size), so both methods see the
-    same input. diffseg: parameters overriding DiffSeg's (e.g. the organism's hierarchy threshold); its
-    "draws" is the number of noise draws the capture averages (`zsnb.capture`).
+    same input. diffseg: parameters overriding DiffSeg's (e.g. the organism's hierarchy threshold). draws: noise
+    draws averaged (`zsnb.capture`).
     """
     ds, dc = {**registry.params("diffseg", backbone), **(diffseg or {})}, registry.params("diffcut", backbone)
     preds: dict[int, dict[str, list]] = {t: {"diffseg": [], "diffcut": [], "entropy": []} for t in timesteps}
     scenes_all: list[world.Scene] = []
     for scenes, cap in captures(backbone, seeds, tuple(timesteps), batch, False, memory_gb, noise=noise, seed=seed,
-                                draws=ds["draws"], attention="self", features=(dc["tap"],), size=size or ds["size"]):
+                                draws=draws, attention="self", features=(dc["tap"],), size=size or ds["size"]):
         scenes_all += scenes
         for t in timesteps:
             for i, s in enumerate(scenes):

@@ -32,7 +32,7 @@ from zsnb.organism import (
 )
 
 DEFAULTS = {
-    "steps": 6000,
+    "steps": 9000,
     "batch": 32,
     "lr": 1e-3,
     "warmup": 200,
