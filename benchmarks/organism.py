@@ -49,19 +49,15 @@ RECIPES: dict[str, tuple[str, int | None]] = {"none": ("none", 1), "seeded, one 
 HIERARCHY_MARGIN, BINDING_RATIO, LEARNED_MARGIN = 0.10, 2.0, 0.25  # the targets
 
 
-def diffseg_run(backbone, seeds, params) -> tuple[list, list]:
-    """DiffSeg's labels and aggregated (R, R, R, R) maps with `params` for every scene of `seeds`, one capture."""
-    preds, aggs = [], []
+def diffseg_run(backbone, seeds, params) -> tuple[list, list, list]:
+    """(labels, aggregated (R, R, R, R) maps, scenes) of DiffSeg with `params` for `seeds`, from one capture."""
+    preds, aggs, scenes_all = [], [], []
     for scenes, cap in method_captures(backbone, "diffseg", seeds, params):
         for i, s in enumerate(scenes):
             preds.append(diffseg.segment_capture(cap, i, params, s.objects.shape))
             aggs.append(diffseg.aggregate(cap.self_attention(params["timestep"], i)))
-    return preds, aggs
-
-
-def binding_ratio(densities: dict[str, float]) -> float:
-    """Sibling-part density over other-object density (the binding target's ratio)."""
-    return densities["other parts of own object"] / densities["other objects"]
+        scenes_all += scenes
+    return preds, aggs, scenes_all
 
 
 def relation_densities(aggs, scenes) -> dict[str, float]:
@@ -102,21 +98,22 @@ def main() -> None:
     ds, dc = registry.params("diffseg", trained), registry.params("diffcut", trained)
     start = time.perf_counter()
     backbones = {"trained": trained, "random weights": control}
-    rows = {}
-    for method, label in (("diffseg", "DiffSeg"), ("diffcut", "DiffCut")):
-        for name, bb in backbones.items():
-            preds, scenes = predict(bb, method, seeds)
-            rows[f"{label}, {name}"] = score(preds, scenes)
+    rows, relations = {}, {}
+    for name, bb in backbones.items():  # one capture: DiffSeg's labels and the aggregated maps they come from
+        preds, aggs, scenes = diffseg_run(bb, seeds, registry.params("diffseg", bb))
+        rows[f"DiffSeg, {name}"], relations[name] = score(preds, scenes), relation_densities(aggs, scenes)
+    for name, bb in backbones.items():
+        preds, scenes = predict(bb, "diffcut", seeds)
+        rows[f"DiffCut, {name}"] = score(preds, scenes)
     rows["RGB k-means, K = true objects"] = score(kmeans_preds(scenes), scenes)
     rows["one segment"] = score([np.zeros_like(s.objects) for s in scenes], scenes)
-    relations = {name: relation_densities(diffseg_run(bb, seeds, ds)[1], scenes) for name, bb in backbones.items()}
     merge = sweep_diffseg(trained)  # one threshold (and noise draws) at every t: tune.py's hierarchy entry
     sweep, seeded_preds, binding_by_t = {}, {}, {}
     for mode, (noise, draws) in RECIPES.items():
         sweep[mode], binding_by_t[mode] = {}, {}
         for t in SWEEP_T:
             recipe = {**merge, "timestep": t, "noise": noise, "draws": draws or merge["draws"]}
-            preds, aggs = diffseg_run(trained, seeds, registry.params("diffseg", trained, **recipe))
+            preds, aggs, _ = diffseg_run(trained, seeds, registry.params("diffseg", trained, **recipe))
             sweep[mode][t] = score(preds, scenes)
             binding_by_t[mode][t] = relation_densities(aggs, scenes)
             if mode == "seeded":
@@ -124,7 +121,7 @@ def main() -> None:
     hierarchy = hierarchy_targets(sweep["seeded"], seeded_preds, scenes)
     t_object = hierarchy["objects"]["best_large_t"]
     binding = binding_by_t["seeded"][t_object]
-    ratio = binding_ratio(binding)
+    ratio = similarity.binding_ratio(binding)
     learned = rows["DiffSeg, trained"]["miou_objects"] - rows["DiffSeg, random weights"]["miou_objects"]
     targets = {"hierarchy": hierarchy,
                "binding": {"timestep": t_object, "densities": binding, "ratio": ratio, "met": ratio >= BINDING_RATIO},
@@ -155,7 +152,7 @@ def main() -> None:
     lines += ["", "Binding at every t of the sweep: sibling-part density over other-object density in DiffSeg's "
               "aggregated map (the binding target's ratio):", "",
               "| input | " + " | ".join(f"t = {t}" for t in SWEEP_T) + " |", "|---|" + "---|" * len(SWEEP_T)]
-    lines += [f"| {inputs[mode]} | " + " | ".join(f"{binding_ratio(d):.2f}" for d in by_t.values()) + " |"
+    lines += [f"| {inputs[mode]} | " + " | ".join(f"{similarity.binding_ratio(d):.2f}" for d in by_t.values()) + " |"
               for mode, by_t in binding_by_t.items()]
     h = targets["hierarchy"]
     lines += ["", f"Targets (seeded noise, {merge['draws']} draws averaged; small t {list(SMALL_T)}, large t "

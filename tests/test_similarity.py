@@ -166,6 +166,8 @@ def test_relation_density_separates_part_object_and_background() -> None:
     assert d["own part"] == pytest.approx(d["other parts of own object"]) == 16 / 6  # half the mass on 3 of 16
     assert d["other objects"] == 0
     assert d["background"] == 0
+    assert similarity.binding_ratio(uniform) == pytest.approx(1.0)
+    assert similarity.binding_ratio({**d, "other objects": 0.5}) == pytest.approx(32 / 6)
     with pytest.raises(ValueError, match="Q, Q"):
         similarity.relation_density(torch.eye(9), parts, objects)
 

@@ -129,6 +129,11 @@ def relation_density(attn: Tensor, parts: Tensor, objects: Tensor) -> dict[str, 
     return out
 
 
+def binding_ratio(densities: Mapping[str, float]) -> float:
+    """`relation_density` output -> sibling-part density over other-object density (> 1: parts bound into objects)."""
+    return densities["other parts of own object"] / densities["other objects"]
+
+
 def sample_pairs(labels: Tensor, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """(r, r) labels -> (n_same, 2), (n_diff, 2) flat pixel pairs, n_* <= n.
 
