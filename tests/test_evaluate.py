@@ -178,8 +178,8 @@ def test_iou_by_area_bins_segments_by_size():
 
 
 def test_area_labels_name_closed_and_open_bins():
-    assert worldeval.area_label({"lo": 48, "hi": 128}) == "48-128 px"
-    assert worldeval.area_label({"lo": 320, "hi": worldeval.AREA_EDGES[-1]}) == "≥ 320 px"
+    assert worldeval.area_label({"lo": 32, "hi": 64}) == "32-64 px"
+    assert worldeval.area_label({"lo": 128, "hi": worldeval.AREA_EDGES[-1]}) == "≥ 128 px"
 
 
 def test_beats_needs_both_the_gain_and_the_standard_errors():

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from zsnb import world
 from zsnb.organism import WEIGHTS_DIR, sample, train
 
 
@@ -14,6 +15,7 @@ def test_shipped_weights_and_records(organism):
     info = json.loads((WEIGHTS_DIR / "training.json").read_text())
     assert info["steps"] > 0 and info["wall_s"] > 0 and len(info["loss_every_10_steps"]) > 10
     assert info["sessions"][0]["from_step"] == 0 and all(s["threads"] > 0 and s["machine"] for s in info["sessions"])
+    assert info["sessions"][-1]["world"] == world.DESIGN  # the shipped weights last trained on today's world
     assert (WEIGHTS_DIR / "unet.safetensors").stat().st_size <= 10 * 2**20  # the shipped-weights budget
     defaults = json.loads((WEIGHTS_DIR / "defaults.json").read_text())
     assert "TRAIN_SEEDS" in defaults["chosen_on"]
@@ -38,6 +40,7 @@ def test_training_steps_run_and_resume(tmp_path):
     resumed = train.train(tmp_path, steps=3, **kwargs)
     assert resumed["step"] == 3 and resumed["losses"][:2] == record["losses"]
     assert [s["from_step"] for s in resumed["sessions"]] == [0, 2]  # each session's threads are on record
+    assert all(s["world"] == world.DESIGN for s in resumed["sessions"])
 
 
 def test_bf16_training_steps_run_and_bad_precision_is_named(tmp_path):

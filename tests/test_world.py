@@ -79,6 +79,19 @@ def test_object_sizes_are_mixed():
     assert np.median(areas) > 2.5
 
 
+def _touching(objects: np.ndarray) -> bool:
+    """Whether two different objects share an edge anywhere in an (H, W) object map."""
+    pairs = ((objects[:, 1:], objects[:, :-1]), (objects[1:], objects[:-1]))
+    return any(((a != b) & (a > 0) & (b > 0)).any() for a, b in pairs)
+
+
+def test_objects_keep_apart():
+    """Objects sit on the background with a strip between them; only a placement that ran out of tries touches."""
+    touching = [_touching(world.scene(seed, 64).objects) for seed in range(100)]
+    assert 0 < np.mean(touching) < 0.15
+    assert _touching(np.array([[1, 2]])) and not _touching(np.array([[1, 0, 2]]))
+
+
 def test_seed_ranges_do_not_overlap():
     assert set(world.EVAL_SEEDS).isdisjoint(range(world.TRAIN_SEEDS.start, world.TRAIN_SEEDS.stop))
     assert len(world.EVAL_SEEDS) >= 200

@@ -235,11 +235,11 @@ def compare(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int],
     return {k: score(p, scenes_all) for k, p in preds.items()}, preds, scenes_all
 
 
-AREA_EDGES: tuple[int, ...] = (0, 48, 128, 320, 1 << 30)  # segment areas in pixels at 32x32
+AREA_EDGES: tuple[int, ...] = (0, 32, 64, 128, 1 << 30)  # segment areas in pixels at 32x32: each bin holds objects
 
 
 def area_label(b: Mapping[str, Any]) -> str:
-    """An `iou_by_area` bin as text: "48-128 px", or "≥ 320 px" for the open last bin."""
+    """An `iou_by_area` bin as text: "32-64 px", or "≥ 128 px" for the open last bin."""
     return f"{b['lo']}-{b['hi']} px" if b["hi"] < AREA_EDGES[-1] else f"≥ {b['lo']} px"
 
 

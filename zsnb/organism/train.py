@@ -32,7 +32,7 @@ from zsnb.organism import (
 )
 
 DEFAULTS = {
-    "steps": 9000,
+    "steps": 11400,
     "batch": 32,
     "lr": 1e-3,
     "warmup": 200,
@@ -76,9 +76,10 @@ def train(out: Path, steps: int, batch: int, lr: float, warmup: int, ema: float,
         torch.set_rng_state(state["rng"])
     else:
         torch.manual_seed(seed)
-    if record["step"] < steps:  # each (re)start's threads and CPU, so the wall time can be read per session
+    if record["step"] < steps:  # each (re)start's threads, CPU and world, so each session can be read apart
         record.setdefault("sessions", []).append(
-            {"from_step": record["step"], "threads": torch.get_num_threads(), "machine": cpu_name()})
+            {"from_step": record["step"], "threads": torch.get_num_threads(), "machine": cpu_name(),
+             "world": world.DESIGN})
     cond = null_conditioning(batch)
     unet.train()
     bar = tqdm(range(record["step"], steps), initial=record["step"], total=steps, desc="organism")
