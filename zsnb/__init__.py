@@ -15,13 +15,16 @@ _LAZY: dict[str, str] = {
     "KNOWN_NAMES": "zsnb.backbones",
     "Backbone": "zsnb.backbones",
     "load_backbone": "zsnb.backbones",
-    "Capture": "zsnb.extract",
-    "capture": "zsnb.extract",
+    "Capture": "zsnb.protocol",
+    "Needs": "zsnb.protocol",
+    "capture": "zsnb.protocol",
     "load_image": "zsnb.images",
     "Method": "zsnb.registry",
     "methods": "zsnb.registry",
+    "params": "zsnb.registry",
     "register": "zsnb.registry",
     "segment": "zsnb.registry",
+    "segment_grid": "zsnb.harness",
 }
 
 __all__ = ["ImageError", "UnknownNameError", "WeightsUnavailable", "ZsnbError", *_LAZY]

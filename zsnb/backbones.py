@@ -9,20 +9,22 @@ on `zsnb.world` and shipped in the package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from zsnb import vit
+from zsnb import extract, vit
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
+from zsnb.extract import add_seeded_noise, resolve_tap
+from zsnb.protocol import Capture, Needs
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "fp64": torch.float64, "float32": torch.float32,
@@ -77,13 +79,6 @@ class Backbone:
     family: str  # "sd1" (SD1.x, SD2.x), "sdxl" (SDXL, SSD-1B) or "organism": picks the methods' defaults
 
     @property
-    def defaults(self) -> dict[str, dict[str, Any]]:
-        """Every registered method's parameters on this backbone (`zsnb.registry.params`), by method name."""
-        from zsnb import registry  # imported here: the registry imports this module
-
-        return registry.defaults(self)
-
-    @property
     def device(self) -> torch.device:
         return self.unet.device
 
@@ -117,6 +112,76 @@ class Backbone:
             return (images * 2 - 1).to(self.device, self.dtype)
         x = (images * 2 - 1).to(self.device, self.vae.dtype)
         return (self.vae.encode(x).latent_dist.mean * self.latent_scale).to(self.dtype)
+
+    @property
+    def weights_id(self) -> str:
+        """The organism's file hash, else the UNet's hub id or folder, with the weights kind."""
+        if self.family == "organism" and self.weights != "random":
+            from zsnb import organism
+
+            return "organism sha256:" + hashlib.sha256(organism.UNET_FILE.read_bytes()).hexdigest()[:16]
+        return f"{self.unet.config.get('_name_or_path', self.name)} ({self.weights})"
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the UNet's weights (the VAE and text encoders are small beside them and run once)."""
+        return sum(p.numel() * p.element_size() for p in self.unet.parameters())
+
+    def tap_shape(self, tap: str) -> tuple[int, int]:
+        """(map side at the native input, channels) of a feature tap (an alias or an attention layer name)."""
+        layer = resolve_tap(self.unet, tap)
+        side = next(s for kind in ("self", "cross") for s, names in self.attention_layers(kind).items()
+                    if layer in names)
+        return side, self.unet.get_submodule(layer).to_out[0].out_features
+
+    @torch.no_grad()
+    def capture(self, images: torch.Tensor, needs: Needs) -> Capture:
+        """(N, 3, S, S) in [0, 1] -> one UNet batch holding every timestep (and one per noise draw), recorded."""
+        ts = _check_timesteps(self.scheduler.config.num_train_timesteps, needs.timesteps)
+        side = images.shape[-1]
+        multiple = self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)  # every downsample divides
+        if side <= 0 or side % multiple or images.shape[-2] != side:
+            raise ZsnbError(f"size={side} must be a positive multiple of {multiple} for this UNet; "
+                            f"its native size is {self.resolution}.")
+        taps = {tap: resolve_tap(self.unet, tap) for tap in needs.features}
+        chosen = {kind: [n for res, names in self.attention_layers(kind).items()
+                         if needs.resolutions is None or res in needs.resolutions for n in names]
+                  for kind in ("self", "cross")}
+        if needs.resolutions is not None and needs.kinds and not any(chosen[k] for k in needs.kinds):
+            raise ZsnbError(f"resolutions={needs.resolutions} matches no attention layer; available: "
+                            f"{sorted(self.attention_layers('self'))}.")
+        map_layers = {n for kind in needs.kinds for n in chosen[kind]}
+        latents = self.encode_image(images)  # (N, C, h, w)
+        n = latents.shape[0]
+        x = latents.repeat(len(ts), 1, 1, 1)
+        t = torch.tensor(ts, device=self.device).repeat_interleave(n)
+        cond = self.encode_prompt(needs.prompt).expand(x.shape[0])
+        maps: dict[str, torch.Tensor] = {}
+        outputs: dict[str, torch.Tensor] = {}
+        for draw in range(needs.draws):
+            x_t = add_seeded_noise(self.scheduler, x, t, needs.seed + draw) if needs.noise == "seeded" else x
+            got_maps, got_outputs = extract.record(self.unet, x_t, t, cond, map_layers, set(taps.values()),
+                                                   needs.stop_after, needs.block)
+            for got, total in ((got_maps, maps), (got_outputs, outputs)):
+                for name, value in got.items():
+                    total[name] = value if draw == 0 else total[name].add_(value)
+        if needs.draws > 1:
+            for total in (maps, outputs):
+                for value in total.values():
+                    value.div_(needs.draws)
+        return Capture(ts, n, maps, outputs, taps, [n for n in chosen["self"] if n in map_layers],
+                       [n for n in chosen["cross"] if n in map_layers], images)
+
+
+def _check_timesteps(n_train: int, timesteps: Sequence[int]) -> tuple[int, ...]:
+    """Timesteps as a tuple of distinct ints inside the scheduler's range [0, n_train)."""
+    ts = tuple(int(t) for t in timesteps)
+    if not ts or any(not 0 <= t < n_train for t in ts) or any(t != t0 for t, t0 in zip(ts, timesteps, strict=True)):
+        raise ZsnbError(f"timesteps={tuple(timesteps)} must be integers in [0, {n_train - 1}] for this "
+                        "scheduler (DiffSeg uses 300, DiffCut 50).")
+    if len(set(ts)) != len(ts):
+        raise ZsnbError(f"timesteps={ts} repeats a timestep; pass each once.")
+    return ts
 
 
 def attention_layers(unet: UNet2DConditionModel, latent_res: int, kind: str = "self",

@@ -29,6 +29,7 @@ from PIL import Image
 
 from zsnb import world
 from zsnb.errors import UnknownNameError, ZsnbError
+from zsnb.images import center_crop
 
 IGNORE: int = 255
 
@@ -285,10 +286,8 @@ def prepare(sample: Sample, image_size: int, label_size: int, shrink: int = 0
     _, h, w = sample.image.shape
     if h == w == image_size == label_size:
         return sample.image, sample.label
-    side = min(h, w) - shrink
-    top, left = (h - side) // 2, (w - side) // 2
-    image = sample.image[:, top : top + side, left : left + side]
-    label = torch.from_numpy(sample.label[top : top + side, left : left + side])
+    image = center_crop(sample.image, shrink)
+    label = center_crop(torch.from_numpy(sample.label), shrink)
     image = F.interpolate(image[None], size=(image_size, image_size), mode="bilinear", align_corners=False)[0]
     label = F.interpolate(label[None, None].float(), size=(label_size, label_size), mode="nearest-exact")[0, 0]
     return image.clamp(0, 1), label.long().numpy()

