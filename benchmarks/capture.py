@@ -18,8 +18,8 @@ import torch
 from timing import median_times
 
 from zsnb import capture, load_backbone
-from zsnb.diffcut import FEATURE_TAP
 from zsnb.extract import attention_processors
+from zsnb.protocol import ENCODER_TAP
 
 TARGET_RATIO = 1.3  # capture time / plain forward time
 
@@ -46,9 +46,9 @@ def main() -> None:
     rows = {}
     rows["plain forward"] = {"s": median_times([plain], args.repeats)[0], "peak_mib": peak_mib()}
     for name, kwargs in {
-        "encoder features, stop_after='auto'": {"attention": None, "features": (FEATURE_TAP,),
+        "encoder features, stop_after='auto'": {"attention": None, "features": (ENCODER_TAP,),
                                                  "stop_after": "auto"},
-        "encoder features, full forward": {"attention": None, "features": (FEATURE_TAP,)},
+        "encoder features, full forward": {"attention": None, "features": (ENCODER_TAP,)},
         "all 16 self-attention maps": {"attention": "self"},
     }.items():
         # capture() also runs the VAE encoder; subtract it so rows compare UNet forwards only

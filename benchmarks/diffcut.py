@@ -32,6 +32,7 @@ from timing import median_times
 from zsnb import diffcut, world
 from zsnb.metrics import segment_scores
 from zsnb.pamr import pamr
+from zsnb.parameters import DiffCutParams
 
 SIDE: int = 32  # SSD-1B E32 grid at 1024 px
 CHANNELS: int = 1280  # SSD-1B E32 width
@@ -88,58 +89,60 @@ def stop_rows(inputs: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> li
     return rows
 
 
+def refined(leaves: torch.Tensor, feats: torch.Tensor, image: torch.Tensor, p: DiffCutParams) -> torch.Tensor:
+    """DiffCut's stages after the cut (`diffcut.label_pixels`) on given leaf labels, with the record's values."""
+    return diffcut.label_pixels(leaves, feats, image, p.out_size, p.refine, p.pamr_iterations, p.pamr_dilations)
+
+
 def organism_rows(scenes: int) -> tuple[list[dict], dict]:
-    """Organism, its DiffCut defaults, EVAL_SEEDS[:scenes]: scores by stop; visiting vs official numbering."""
-    from zsnb import capture, load_backbone
+    """Organism, its DiffCut defaults, EVAL_SEEDS[:scenes]: scores by stop; visiting vs official numbering.
+
+    The official stop's labels are the registry's DiffCut (`zsnb.registry.segment_capture`); leaves cut another
+    way (the gap stop, visiting order) go through the same stages after the cut (`refined`).
+    """
+    from zsnb import load_backbone, registry
     from zsnb.worldeval import scene_scores, scene_tensor
 
     backbone = load_backbone("organism")
-    p = backbone.defaults["diffcut"]
-    seeds = list(world.EVAL_SEEDS[:scenes])
-    drawn = [world.scene(s) for s in seeds]
-    cap = capture(backbone, scene_tensor(drawn), timesteps=(p["timestep"],), noise=p["noise"], seed=p["seed"],
-                  attention=None, features=(p["tap"],), stop_after="auto")
-
-    def final(labels: torch.Tensor, feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        size = p["out_size"] or image.shape[-1]  # as diffcut.segment_capture
-        small = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-        return pamr(small, diffcut.assign_concepts(labels, feats, size), p["pamr_iterations"],
-                    tuple(p["pamr_dilations"]))
+    p = registry.params("diffcut", backbone).record
+    drawn = [world.scene(s) for s in world.EVAL_SEEDS[:scenes]]
+    cap = backbone.capture(scene_tensor(drawn), p.needs())
 
     rows, moved = [], []
     for gap in (None, diffcut.CHAIN_GAP):
         scores, leaves = [], []
         for i, scene in enumerate(drawn):
-            feats = cap.features(p["timestep"], p["tap"], i)
-            labels, nodes = diffcut.recursive_ncut_tree(feats, p["tau"], p["alpha"], gap=gap)
-            out = final(labels, feats, cap.images[i])
-            scores.append(scene_scores(out, scene.objects, scene.parts))
-            leaves.append(int(labels.max()) + 1)
+            feats = cap.features(p.timestep, p.tap, i)
+            labels, nodes = diffcut.recursive_ncut_tree(feats, p.tau, p.alpha, gap=gap)
             if gap is None:
+                out = registry.segment_capture("diffcut", cap, i, p, scene.objects.shape)
                 visiting = torch.empty_like(labels)
                 for k, leaf in enumerate(n for n in nodes if n.stop != "split"):
                     visiting[leaf.mask] = k
-                moved.append(1 - segment_scores(final(visiting, feats, cap.images[i]), out)["acc"])
+                moved.append(1 - segment_scores(refined(visiting, feats, cap.images[i], p), out)["acc"])
+            else:
+                out = refined(labels, feats, cap.images[i], p)
+            scores.append(scene_scores(out, scene.objects, scene.parts))
+            leaves.append(int(labels.max()) + 1)
         rows.append({"gap": gap, "leaves": float(np.mean(leaves)),
                      **{k: float(np.mean([r[k] for r in scores])) for k in scores[0]}})
-    numbering = {"scenes": scenes, "tau": p["tau"], "pixels_moved_mean": float(np.mean(moved)),
+    numbering = {"scenes": scenes, "tau": p.tau, "pixels_moved_mean": float(np.mean(moved)),
                  "pixels_moved_max": float(np.max(moved))}
     return rows, numbering
 
 
 def photo_rows() -> list[dict]:
     """Leaves per stop on the ViT's final-LayerNorm tokens of the shipped photos (its registry tau and alpha)."""
-    from zsnb import capture, images, load_backbone, photos, registry
+    from zsnb import capture, load_backbone, photos, registry
 
     backbone = load_backbone("vit-s")
-    p = registry.params("diffcut", backbone)
+    p = registry.params("diffcut", backbone).record
     rows = []
     for name in photos.NAMES:
         # the whole photo resized to the ViT's side, as zsnb.segment feeds it (no centre crop)
-        photo = images.resize(photos.image(name), (p["size"], p["size"]))
-        feats = capture(backbone, photo, (p["timestep"],), features=(p["tap"],), attention=None
-                        ).features(p["timestep"], p["tap"])
-        leaves = {gap: diffcut.recursive_ncut_tree(feats, p["tau"], p["alpha"], gap=gap)[0]
+        feats = capture(backbone, photos.image(name), p.timestep, features=p.tap, attention=None, size=p.size
+                        ).features(p.timestep, p.tap)
+        leaves = {gap: diffcut.recursive_ncut_tree(feats, p.tau, p.alpha, gap=gap)[0]
                   for gap in (None, diffcut.CHAIN_GAP)}
         rows.append({"photo": name, **{f"leaves_gap_{gap}": int(x.max()) + 1 for gap, x in leaves.items()}})
     return rows

@@ -42,7 +42,7 @@ def main() -> None:
             rows[method] = _row(1, time.perf_counter() - start, n, res)
         launcher = Path(sys.executable).parent / "accelerate"
         start = time.perf_counter()
-        subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "-m", "zsnb.evaluate",
+        subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "-m", "zsnb", "evaluate",
                         "--method", "diffseg", "--out", f"{tmp}/two", "--limit", str(n), "--device", "cpu",
                         "--no-progress"], check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         two = json.loads((Path(tmp) / "two/results.json").read_text())

@@ -24,9 +24,9 @@ import torch
 from timing import median_times
 
 import zsnb
+from experiments.adaptive import Setting, beats, compare, paired_difference
+from experiments.timesteps import HIERARCHY_DRAWS
 from zsnb import hierarchy, registry, world, worldeval
-from zsnb.organism import HIERARCHY_DRAWS
-from zsnb.worldeval import Setting
 
 TIMESTEPS: tuple[int, ...] = (25, 50, 100, 200, 300, 500)
 FUSIONS: tuple[str, ...] = ("attention", "reweight", "random_walk", "features")
@@ -68,10 +68,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backbone = zsnb.load_backbone("organism", weights=args.weights)
-    ds, dc = registry.params("diffseg", backbone), registry.params("diffcut", backbone)
-    noise, tap = args.noise, dc["tap"]
+    ds, dc = registry.params("diffseg", backbone).record, registry.params("diffcut", backbone).record
+    noise, tap = args.noise, dc.tap
     draws = args.draws if noise == "seeded" else 1
-    common = {"timesteps": TIMESTEPS, "noise": noise, "seed": ds["seed"], "draws": draws, "features_tap": tap}
+    common = {"timesteps": TIMESTEPS, "noise": noise, "seed": ds.seed, "draws": draws, "features_tap": tap}
     start = time.perf_counter()
 
     # 1. Thresholds, temperature and static t on training scenes only. Thresholds: static attention maps,
@@ -79,28 +79,27 @@ def main() -> None:
     train_seeds = world.TRAIN_SEEDS[: args.n_train]
     grid: dict[str, dict[float, float]] = {"diffseg": {}, "ncut": {}}
     for kl, tau in zip(KL_THRESHOLDS, NCUT_TAUS, strict=True):
-        p = {"diffseg": {**ds, "kl_threshold": kl}, "ncut": {"tau": tau, "alpha": dc["alpha"]}}
-        scores = worldeval.compare(backbone, train_seeds, fusions=("attention",), criteria=(), params=p,
-                                   **common)[0]
+        p = {"diffseg": ds.replace(kl_threshold=kl), "ncut": dc.replace(tau=tau)}
+        scores = compare(backbone, train_seeds, fusions=("attention",), criteria=(), params=p, **common)[0]
         for grouping, value in (("diffseg", kl), ("ncut", tau)):
             grid[grouping][value] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2
                                                     for k, s in scores.items() if k.grouping == grouping)
-    params = {"diffseg": {**ds, "kl_threshold": max(grid["diffseg"], key=grid["diffseg"].get)},
-              "ncut": {"tau": max(grid["ncut"], key=grid["ncut"].get), "alpha": dc["alpha"]}}
+    params = {"diffseg": ds.replace(kl_threshold=max(grid["diffseg"], key=grid["diffseg"].get)),
+              "ncut": dc.replace(tau=max(grid["ncut"], key=grid["ncut"].get))}
     tuning, train_scores = {}, {}
     for temp in TEMPERATURES:
-        scores = worldeval.compare(backbone, train_seeds, fusions=FUSIONS[1:], criteria=(), params=params,
-                                   temperature=temp, **common)[0]
+        scores = compare(backbone, train_seeds, fusions=FUSIONS[1:], criteria=(), params=params, temperature=temp,
+                         **common)[0]
         tuning[temp] = statistics.mean((s["miou_objects"] + s["miou_parts"]) / 2 for s in scores.values())
         train_scores[temp] = scores
     temperature = max(tuning, key=tuning.get)
-    train = {**worldeval.compare(backbone, train_seeds, fusions=FUSIONS[:1], criteria=(), params=params,
-                                 **common)[0], **train_scores[temperature]}
+    train = {**compare(backbone, train_seeds, fusions=FUSIONS[:1], criteria=(), params=params, **common)[0],
+             **train_scores[temperature]}
 
     # 2. Evaluation scenes.
     eval_seeds = world.EVAL_SEEDS[: args.n_scenes]
-    scores, preds, scenes = worldeval.compare(backbone, eval_seeds, fusions=FUSIONS, targets=TARGETS,
-                                              params=params, temperature=temperature, **common)
+    scores, preds, scenes = compare(backbone, eval_seeds, fusions=FUSIONS, targets=TARGETS, params=params,
+                                    temperature=temperature, **common)
     ref_ds = worldeval.evaluate(backbone, "diffseg", eval_seeds)
     ref_dc = worldeval.evaluate(backbone, "diffcut", eval_seeds)
     work_s = time.perf_counter() - start
@@ -119,7 +118,7 @@ def main() -> None:
                               "oracle": scores[Setting(fusion, grouping, t_oracle)][key]}
                 for name, (criterion, target) in ADAPTIVE.items():
                     k = Setting(fusion, grouping, None, criterion, target)
-                    diff = worldeval.paired_difference(preds[k], preds[static_key], scenes, level)
+                    diff = paired_difference(preds[k], preds[static_key], scenes, level)
                     row[level][name] = {"miou": scores[k][key], "se": scores[k][f"{key}_se"],
                                         "minus_static": diff[0], "minus_static_se": diff[1],
                                         "segments": scores[k]["segments"]}
@@ -127,14 +126,15 @@ def main() -> None:
 
     # 4. Cost of the multi-timestep capture.
     n_time = 32
-    single = time_capture(backbone, n_time, (ds["timestep"],), noise, tap, args.repeats)
+    single = time_capture(backbone, n_time, (ds.timestep,), noise, tap, args.repeats)
     multi = time_capture(backbone, n_time, TIMESTEPS, noise, tap, args.repeats)
     result = {
         "torch": torch.__version__, "threads": torch.get_num_threads(), "n_scenes": len(scenes),
         "n_train": args.n_train, "weights": args.weights, "timesteps": TIMESTEPS, "noise": noise, "draws": draws,
         "tap": tap,
         "temperature": temperature, "temperature_tuning_train": tuning,
-        "diffseg_params": params["diffseg"], "ncut_params": params["ncut"], "threshold_tuning_train": grid,
+        "diffseg_params": params["diffseg"].as_dict(), "ncut_params": params["ncut"].as_dict(),
+        "threshold_tuning_train": grid,
         "reference": {"diffseg_defaults": ref_ds, "diffcut_defaults": ref_dc},
         "summary": rows, "scores": {str(k): v for k, v in scores.items()},
         "capture_s": {"n_images": n_time, "single_t": single, "multi_t": multi, "ratio": multi / single},
@@ -174,9 +174,9 @@ def markdown(r: dict) -> str:
     met = [f"{row['method']} / {row['fusion']} / {level} / {name} ({x[name]['minus_static']:+.3f} ± "
            f"{x[name]['minus_static_se']:.3f})" for row in r["summary"] for level, x in
            ((lv, row[lv]) for lv in LEVELS) for name in ADAPTIVE
-           if worldeval.beats(x[name]["minus_static"], x[name]["minus_static_se"])]
+           if beats(x[name]["minus_static"], x[name]["minus_static_se"])]
     lines += ["", "Target: adaptive t* beats the static t chosen on training scenes by ≥ 0.03 mIoU and by "
-              "more than 3.0 standard errors (paired; `worldeval.beats`). Configurations meeting it: "
+              "more than 3.0 standard errors (paired; `experiments.adaptive.beats`). Configurations meeting it: "
               + ("; ".join(met) if met else f"none of {len(r['summary']) * len(LEVELS) * len(ADAPTIVE)}") + "."]
     ref = r["reference"]
     c = r["capture_s"]

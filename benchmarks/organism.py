@@ -3,7 +3,7 @@
 On world.EVAL_SEEDS (held out; defaults were chosen on training seeds), against object- and part-level
 ground truth: DiffSeg and DiffCut with the organism's stored defaults, the same architecture with random
 weights, RGB k-means given the true number of objects, and a timestep sweep of DiffSeg (one threshold at
-every t: the hierarchy threshold `python -m zsnb.organism.tune` chose on training scenes) under three input
+every t: the hierarchy threshold `python -m experiments.tune` chose on training scenes) under three input
 conventions (clean input with the timestep embedding only; seeded noise at t, one draw; and seeded noise with
 the maps averaged over the hierarchy entry's noise draws, the recipe the notebooks use). Then checks the
 organism's targets under that recipe:
@@ -27,19 +27,13 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from experiments.adaptive import paired_difference
+from experiments.areas import area_label, iou_by_area
+from experiments.timesteps import LARGE_T, SMALL_T, best_small_large, sweep_diffseg
 from zsnb import diffseg, load_backbone, registry, similarity, world
-from zsnb.organism import LARGE_T, SMALL_T, best_small_large
-from zsnb.worldeval import (
-    LEVELS,
-    area_label,
-    iou_by_area,
-    method_captures,
-    paired_difference,
-    predict,
-    score,
-    score_table,
-    sweep_diffseg,
-)
+from zsnb.parameters import DiffSegParams
+from zsnb.protocol import Backbone
+from zsnb.worldeval import LEVELS, captures, predict, score, score_table
 
 SWEEP_T: tuple[int, ...] = (*SMALL_T, 200, *LARGE_T)
 # Input conventions of the sweep: (noise, draws); draws None takes the hierarchy entry's (tune.py). The targets
@@ -49,13 +43,13 @@ RECIPES: dict[str, tuple[str, int | None]] = {"none": ("none", 1), "seeded, one 
 HIERARCHY_MARGIN, BINDING_RATIO, LEARNED_MARGIN = 0.10, 2.0, 0.25  # the targets
 
 
-def diffseg_run(backbone, seeds, params) -> tuple[list, list, list]:
-    """(labels, aggregated (R, R, R, R) maps, scenes) of DiffSeg with `params` for `seeds`, from one capture."""
+def diffseg_run(backbone: Backbone, seeds, record: DiffSegParams) -> tuple[list, list, list]:
+    """(labels, aggregated (R, R, R, R) maps, scenes) of DiffSeg with `record` for `seeds`, from one capture."""
     preds, aggs, scenes_all = [], [], []
-    for scenes, cap in method_captures(backbone, "diffseg", seeds, params):
+    for scenes, cap in captures(backbone, seeds, record.needs(), record.size, progress=False):
         for i, s in enumerate(scenes):
-            preds.append(diffseg.segment_capture(cap, i, params, s.objects.shape))
-            aggs.append(diffseg.aggregate(cap.self_attention(params["timestep"], i)))
+            preds.append(registry.segment_capture("diffseg", cap, i, record, s.objects.shape))
+            aggs.append(diffseg.aggregate(cap.self_attention(record.timestep, i)))
         scenes_all += scenes
     return preds, aggs, scenes_all
 
@@ -95,12 +89,12 @@ def main() -> None:
     args = parser.parse_args()
     seeds = world.EVAL_SEEDS[: args.n_scenes]
     trained, control = load_backbone("organism"), load_backbone("organism", weights="random")
-    ds, dc = registry.params("diffseg", trained), registry.params("diffcut", trained)
+    ds, dc = registry.params("diffseg", trained).record, registry.params("diffcut", trained).record
     start = time.perf_counter()
     backbones = {"trained": trained, "random weights": control}
     rows, relations = {}, {}
     for name, bb in backbones.items():  # one capture: DiffSeg's labels and the aggregated maps they come from
-        preds, aggs, scenes = diffseg_run(bb, seeds, registry.params("diffseg", bb))
+        preds, aggs, scenes = diffseg_run(bb, seeds, registry.params("diffseg", bb).record)
         rows[f"DiffSeg, {name}"], relations[name] = score(preds, scenes), relation_densities(aggs, scenes)
     for name, bb in backbones.items():
         preds, scenes = predict(bb, "diffcut", seeds)
@@ -113,7 +107,7 @@ def main() -> None:
         sweep[mode], binding_by_t[mode] = {}, {}
         for t in SWEEP_T:
             recipe = {**merge, "timestep": t, "noise": noise, "draws": draws or merge["draws"]}
-            preds, aggs, _ = diffseg_run(trained, seeds, registry.params("diffseg", trained, **recipe))
+            preds, aggs, _ = diffseg_run(trained, seeds, registry.params("diffseg", trained, **recipe).record)
             sweep[mode][t] = score(preds, scenes)
             binding_by_t[mode][t] = relation_densities(aggs, scenes)
             if mode == "seeded":
@@ -128,8 +122,9 @@ def main() -> None:
                "learned": {"difference": learned, "met": learned >= LEARNED_MARGIN}}
     # Does the best t depend on a segment's size? If not, choosing t per pixel has little to gain.
     by_area = {level: {t: iou_by_area(p, scenes, level) for t, p in seeded_preds.items()} for level in LEVELS}
-    result = {"n_scenes": len(seeds), "seeds": f"world.EVAL_SEEDS[:{len(seeds)}]", "diffseg_defaults": ds,
-              "diffcut_defaults": dc, "methods": rows, "attention_relations": relations, "timestep_sweep": sweep,
+    result = {"n_scenes": len(seeds), "seeds": f"world.EVAL_SEEDS[:{len(seeds)}]",
+              "diffseg_defaults": ds.as_dict(), "diffcut_defaults": dc.as_dict(), "methods": rows,
+              "attention_relations": relations, "timestep_sweep": sweep,
               "sweep_merge": merge, "small_t": SMALL_T, "large_t": LARGE_T, "targets": targets,
               "iou_by_area_seeded": by_area, "attention_relations_by_t": binding_by_t,
               "wall_s": round(time.perf_counter() - start, 1), "torch": torch.__version__,

@@ -5,6 +5,8 @@ Speed: synthetic SD1.x self-attention (benchmarks/diffseg.py's planted layers, 6
 busy machine slows both alike; P^k by squaring is compared with k - 1 plain products and with one eigh.
 Quality: on world.TRAIN_SEEDS[:48] the power k and the graph are chosen (object-level mIoU, automatic
 threshold); on world.EVAL_SEEDS[:100] the chosen default is scored beside DiffSeg with the organism's defaults.
+Each quality row's s / image times the method's registry adaptor on captures already taken (maps aggregated,
+then segmented; the capture itself not counted).
 
     python benchmarks/randomwalk.py [--out benchmarks/results] [--repeats 3] [--n-eval 100] [--quality-only]
 
@@ -26,7 +28,9 @@ import torch
 from diffseg import synthetic_layers
 from timing import median_times
 
-from zsnb import diffseg, load_backbone, randomwalk, world
+from zsnb import diffseg, load_backbone, randomwalk, registry, world
+from zsnb.parameters import Params
+from zsnb.protocol import Backbone, Capture, Needs
 from zsnb.worldeval import captures, score
 
 SIDE: int = 64
@@ -70,47 +74,36 @@ def speed(repeats: int, seed: int) -> list[dict]:
     return rows
 
 
-def attention(backbone, seeds, timesteps) -> tuple[list, list]:
-    """Timestep-averaged aggregated (R, R, R, R) maps and the scenes, for `seeds`."""
-    aggs, scenes = [], []
-    for batch, cap in captures(backbone, seeds, timesteps, progress=False):
-        for i in range(len(batch)):
-            maps = [diffseg.aggregate(cap.self_attention(t, i)) for t in timesteps]
-            aggs.append(sum(maps) / len(maps))
-        scenes += batch
-    return aggs, scenes
+def held(backbone: Backbone, seeds, needs: Needs) -> list[tuple[list[world.Scene], Capture]]:
+    """(scenes, capture) batches of `seeds` under `needs`, kept so that every setting segments the same capture."""
+    return list(captures(backbone, seeds, needs, progress=False))
 
 
 def quality(n_eval: int) -> dict:
     """Training-seed choice of (k, graph) and held-out scores beside DiffSeg; each row timed."""
     bb = load_backbone("organism")
-    base = randomwalk.ORGANISM_DEFAULTS
-    size = bb.resolution
+    base = registry.params("randomwalk", bb).record
+    ds = registry.params("diffseg", bb).record
 
-    def run(aggs, scenes, **params) -> dict:
+    def run(batches, method: str, record: Params) -> dict:
         start = time.perf_counter()
-        preds = [randomwalk.segment(x, out_size=size, **{**{k: base[k] for k in ("k", "graph", "threshold")},
-                                                         **params}) for x in aggs]
-        return {**score(preds, scenes), "s_per_image": (time.perf_counter() - start) / len(aggs)}
+        preds = [registry.segment_capture(method, cap, i, record, s.objects.shape) for scenes, cap in batches
+                 for i, s in enumerate(scenes)]
+        return {**score(preds, [s for scenes, _ in batches for s in scenes]),
+                "s_per_image": (time.perf_counter() - start) / len(preds)}
 
-    train, train_scenes = attention(bb, world.TRAIN_SEEDS[:N_TRAIN], base["timesteps"])
-    sweep = [{"k": k, "graph": graph, **run(train, train_scenes, k=k, graph=graph)}
+    train = held(bb, world.TRAIN_SEEDS[:N_TRAIN], base.needs())
+    sweep = [{"k": k, "graph": graph, **run(train, "randomwalk", base.replace(k=k, graph=graph))}
              for graph in randomwalk.GRAPHS for k in TRAIN_K]
-    ev, ev_scenes = attention(bb, world.EVAL_SEEDS[:n_eval], base["timesteps"])
-    rows = {f"random-walk NCut, defaults ({base['graph']}, k={base['k']}, automatic)": run(ev, ev_scenes)}
-    rows["random-walk NCut, k=2, automatic"] = run(ev, ev_scenes, k=2)
-    rows["cosine adjacency, k=1, automatic"] = run(ev, ev_scenes, graph="adjacency")
+    ev = held(bb, world.EVAL_SEEDS[:n_eval], base.needs())
+    rows = {f"random-walk NCut, defaults ({base.graph}, k={base.k}, automatic)": run(ev, "randomwalk", base)}
+    rows["random-walk NCut, k=2, automatic"] = run(ev, "randomwalk", base.replace(k=2))
+    rows["cosine adjacency, k=1, automatic"] = run(ev, "randomwalk", base.replace(graph="adjacency"))
     for tau in (0.7, 0.8):
-        rows[f"random-walk NCut, k=1, constant threshold {tau}"] = run(ev, ev_scenes, threshold=tau)
-    ds = bb.defaults["diffseg"]
-    ds_aggs, ds_scenes = attention(bb, world.EVAL_SEEDS[:n_eval], (ds["timestep"],))
-    start = time.perf_counter()
-    preds = [diffseg.segment(x, kl_threshold=ds["kl_threshold"], num_points=ds["num_points"],
-                             iterations=ds["iterations"], refine=ds["refine"], out_size=size) for x in ds_aggs]
-    rows["DiffSeg, organism defaults"] = {**score(preds, ds_scenes),
-                                          "s_per_image": (time.perf_counter() - start) / len(ds_aggs)}
+        rows[f"random-walk NCut, k=1, constant threshold {tau}"] = run(ev, "randomwalk", base.replace(threshold=tau))
+    rows["DiffSeg, organism defaults"] = run(held(bb, world.EVAL_SEEDS[:n_eval], ds.needs()), "diffseg", ds)
     return {"train_seeds": f"world.TRAIN_SEEDS[:{N_TRAIN}]", "eval_seeds": f"world.EVAL_SEEDS[:{n_eval}]",
-            "defaults": base, "diffseg_defaults": ds, "train_sweep": sweep, "eval": rows}
+            "defaults": base.as_dict(), "diffseg_defaults": ds.as_dict(), "train_sweep": sweep, "eval": rows}
 
 
 def main() -> None:

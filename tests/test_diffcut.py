@@ -377,21 +377,21 @@ def test_bad_inputs_raise(call, name: str) -> None:
         call()
 
 
-def test_segment_capture_reads_tap_from_params(organism_random, scene_image: torch.Tensor) -> None:
+def test_the_registry_adaptor_reads_tap_from_params(organism_random, scene_image: torch.Tensor) -> None:
     import zsnb
     from zsnb import registry
     from zsnb.errors import UnknownNameError
 
     tap = organism_random.attention_layers("self")[16][0]  # a 16 x 16 encoder layer
-    params = registry.params("diffcut", organism_random, tap=tap, out_size=None)
+    params = registry.params("diffcut", organism_random, tap=tap, out_size=None).record
     labels = zsnb.segment("diffcut", organism_random, scene_image, tap=tap, out_size=None)
     assert labels.shape == (32, 32) and labels.dtype == torch.long
-    cap = zsnb.capture(organism_random, scene_image, timesteps=(params["timestep"],), noise=params["noise"],
-                       seed=params["seed"], attention=None, features=(tap,), stop_after="auto")
-    assert cap.features(params["timestep"], tap).shape[:2] == (16, 16)
-    assert torch.equal(labels, diffcut.segment_capture(cap, 0, params, (32, 32)))
-    assert diffcut.segment_capture(cap, 0, {**params, "out_size": 64}, (8, 8)).shape == (8, 8)
-    small = diffcut.segment_capture(cap, 0, {**params, "out_size": 16}, (16, 16))  # official: 128 of 1024
+    cap = zsnb.capture(organism_random, scene_image, timesteps=(params.timestep,), noise=params.noise,
+                       seed=params.seed, attention=None, features=(tap,), stop_after="auto")
+    assert cap.features(params.timestep, tap).shape[:2] == (16, 16)
+    assert torch.equal(labels, registry.segment_capture("diffcut", cap, 0, params, (32, 32)))
+    assert registry.segment_capture("diffcut", cap, 0, params.replace(out_size=64), (8, 8)).shape == (8, 8)
+    small = registry.segment_capture("diffcut", cap, 0, params.replace(out_size=16), (16, 16))  # official: 128
     assert small.shape == (16, 16) and small.unique().numel() <= labels.unique().numel() + 1
     with pytest.raises(UnknownNameError, match="no_such_layer"):
         zsnb.segment("diffcut", organism_random, scene_image, tap="no_such_layer")

@@ -309,17 +309,17 @@ def test_bad_weights_and_out_res() -> None:
         diffseg.aggregate(mixed_layers(), out_res=0)
 
 
-def test_segment_capture_takes_noise_seed_from_params(organism, organism_random, scene_image) -> None:
+def test_zsnb_segment_takes_noise_seed_from_params(organism, organism_random, scene_image) -> None:
     import zsnb
     from zsnb import registry
 
-    t, p = 300, registry.params("diffseg", organism_random, num_points=8)
+    t, p = 300, registry.params("diffseg", organism_random, num_points=8).record
     for seed in (7, 8):
         labels = zsnb.segment("diffseg", organism_random, scene_image, timestep=t, noise="seeded", seed=seed,
                               num_points=8)
         cap = zsnb.capture(organism_random, scene_image, (t,), noise="seeded", seed=seed)
-        ref = diffseg.segment(diffseg.aggregate(cap.self_attention(t)), p["kl_threshold"], num_points=8,
-                              iterations=p["iterations"], out_size=scene_image.shape[-1])
+        ref = diffseg.segment(diffseg.aggregate(cap.self_attention(t)), p.kl_threshold, num_points=8,
+                              iterations=p.iterations, out_size=scene_image.shape[-1])
         assert labels.shape == scene_image.shape[-2:] and torch.equal(labels, ref)
     a, b = (zsnb.segment("diffseg", organism, scene_image, timestep=500, noise="seeded", seed=s, kl_threshold=0.05)
             for s in (7, 8))

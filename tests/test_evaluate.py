@@ -15,7 +15,7 @@ import torch
 from layouts import make_coco, make_voc
 
 import zsnb
-from zsnb import data, evaluate, registry, world, worldeval
+from zsnb import cli, data, evaluate, registry, world, worldeval
 from zsnb.errors import ZsnbError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,7 +107,7 @@ def test_explicit_default_dtype_resumes_and_random_weights_run_offline(tmp_path)
     with pytest.raises(ZsnbError, match="weights"):
         evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", progress=False,
                           weights="random")
-    evaluate.main(["--method", "diffseg", "--out", str(tmp_path / "random"), "--limit", "1", "--device", "cpu",
+    cli.main(["evaluate", "--method", "diffseg", "--out", str(tmp_path / "random"), "--limit", "1", "--device", "cpu",
                    "--weights", "random", "--no-progress"])
     assert "random" in json.loads((tmp_path / "random/config.json").read_text())["weights"]
 
@@ -145,7 +145,7 @@ def test_background_datasets_use_many_to_one_matching(tmp_path):
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        evaluate.main(["--method", "diffseg", "--dataset", "voc2012", "--out", str(tmp_path)])
+        cli.main(["evaluate", "--method", "diffseg", "--dataset", "voc2012", "--out", str(tmp_path)])
     assert e.value.code == 2 and "needs --root" in capsys.readouterr().err
 
 
@@ -157,49 +157,10 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
                                progress=False)
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "-m", "zsnb.evaluate",
+    subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "-m", "zsnb", "evaluate",
                     "--method", "diffseg", "--out", str(tmp_path / "two"), "--limit", "6", "--device", "cpu",
                     "--no-progress"], check=True, env=env, capture_output=True, timeout=600)
     two = json.loads((tmp_path / "two/results.json").read_text())
     assert sorted(p.name for p in (tmp_path / "two").glob("records-*.jsonl")) == ["records-0.jsonl",
                                                                                    "records-1.jsonl"]
     assert two["complete"] and two["scores"] == pytest.approx(single["scores"])
-
-
-def test_iou_by_area_bins_segments_by_size():
-    scenes = [world.scene(s) for s in world.EVAL_SEEDS[:4]]
-    perfect = worldeval.iou_by_area([s.objects for s in scenes], scenes, "objects")
-    assert sum(b["n"] for b in perfect) == sum(len(np.unique(s.objects)) - 1 for s in scenes)
-    assert all(b["iou"] == 1 for b in perfect if b["n"])
-    one = worldeval.iou_by_area([np.zeros_like(s.parts) for s in scenes], scenes, "parts")
-    assert all(b["iou"] == 0 for b in one if b["n"])  # the single segment goes to the background
-    with pytest.raises(ZsnbError, match="level"):
-        worldeval.iou_by_area([], [], "pixels")
-
-
-def test_area_labels_name_closed_and_open_bins():
-    assert worldeval.area_label({"lo": 32, "hi": 64}) == "32-64 px"
-    assert worldeval.area_label({"lo": 128, "hi": worldeval.AREA_EDGES[-1]}) == "≥ 128 px"
-
-
-def test_beats_needs_both_the_gain_and_the_standard_errors():
-    assert worldeval.beats(0.04, 0.01) and not worldeval.beats(0.04, 0.02) and not worldeval.beats(0.02, 0.001)
-
-
-def test_sweep_diffseg_is_the_tuned_hierarchy_entry_on_the_organism(organism):
-    from zsnb.organism import method_defaults
-
-    h = method_defaults()["hierarchy"]
-    assert worldeval.sweep_diffseg(organism) == {"kl_threshold": h["kl_threshold"], "num_points": h["num_points"],
-                                                 "draws": h["draws"]}
-    assert h["draws"] > 1  # the sweeps average seeded noise draws; the methods' own default stays one draw
-    assert organism.defaults["diffseg"]["draws"] == 1
-
-
-def test_timestep_sweep_captures_the_draws_it_is_given(organism, monkeypatch):
-    seen = []
-    real = worldeval.capture
-    monkeypatch.setattr(worldeval, "capture", lambda *a, **kw: seen.append(kw["draws"]) or real(*a, **kw))
-    worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="seeded", draws=2)
-    worldeval.timestep_sweep(organism, world.EVAL_SEEDS[:1], (300,), noise="none")
-    assert seen == [2, 1]

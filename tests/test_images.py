@@ -1,4 +1,4 @@
-"""load_image: every supported input, the official centre crop, and clear errors."""
+"""load_image: every supported input, the one input convention (whole image resized), and clear errors."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import torch
 from PIL import Image
 
 from zsnb import ImageError, UnknownNameError, load_image, photos
-from zsnb.images import image_tensor
+from zsnb.images import center_crop, image_tensor
 
 
-def test_centre_crop_then_resize():
+def test_the_whole_image_is_resized_and_the_evaluation_crop_is_the_centre():
     arr = np.zeros((20, 40, 3), dtype=np.uint8)
     arr[:, 10:30] = 255  # the centred 20x20 square is white
-    out = load_image(arr)
-    assert out.shape == (3, 20, 20) and out.min() == 1.0
-    assert load_image(arr, 32).shape == (3, 32, 32)
+    assert load_image(arr).shape == (3, 20, 40)  # no size: the image as it is
+    out = load_image(arr, 32)
+    assert out.shape == (3, 32, 32) and out[:, :, 0].max() == 0 and out[:, :, 16].min() == 1.0  # black sides kept
+    crop = center_crop(load_image(arr))
+    assert crop.shape == (3, 20, 20) and crop.min() == 1.0
+    assert center_crop(torch.zeros(7, 9), shrink=1).shape == (6, 6)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "RGB"])

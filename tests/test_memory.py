@@ -7,6 +7,7 @@ import torch
 
 import zsnb
 from zsnb import memory, world, worldeval
+from zsnb.protocol import Needs
 
 
 def test_capture_bytes_equal_what_a_capture_holds(organism, scene_image):
@@ -35,7 +36,7 @@ def test_budget_too_small_or_invalid_says_what_to_do(organism):
 
 
 def test_world_scenes_are_drawn_at_the_capture_size(organism):
-    (scenes, cap), = worldeval.captures(organism, world.EVAL_SEEDS[:2], (300,), progress=False, size=64)
+    (scenes, cap), = worldeval.captures(organism, world.EVAL_SEEDS[:2], Needs((300,)), size=64, progress=False)
     assert scenes[0].image.shape == (64, 64, 3) and cap.images.shape == (2, 3, 64, 64)
     drawn = torch.from_numpy(world.scene(world.EVAL_SEEDS[0], 64).image).permute(2, 0, 1)
     torch.testing.assert_close(cap.images[0], drawn)

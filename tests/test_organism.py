@@ -23,7 +23,10 @@ def test_shipped_weights_and_records(organism):
 
     for method, tuned in defaults.items():
         if method in registry.REGISTRY:  # the tuned values replace the official ones, key by key
-            assert {k: registry.params(method, organism)[k] for k in tuned} == tuned, method
+            record, sources = registry.params(method, organism)
+            assert {k: getattr(record, k) for k in tuned} == {
+                k: tuple(v) if isinstance(v, list) else v for k, v in tuned.items()}, method
+            assert all(sources[k].startswith("organism tuning") for k in tuned), method
 
 
 def test_trained_differs_from_random(organism, organism_random):
@@ -57,8 +60,8 @@ def test_sampling_shapes(organism):
 
 
 def test_hierarchy_gaps_take_the_best_t_of_each_set():
-    from zsnb.organism import LARGE_T, SMALL_T
-    from zsnb.organism.tune import hierarchy_gaps
+    from experiments.timesteps import LARGE_T, SMALL_T
+    from experiments.tune import hierarchy_gaps
 
     rows = [{"timestep": t, "kl_threshold": 0.1, "miou_parts": 0.5 if t in SMALL_T else 0.3,
              "miou_objects": 0.4 if t in SMALL_T else 0.6} for t in (*SMALL_T, *LARGE_T)]
@@ -69,7 +72,8 @@ def test_hierarchy_gaps_take_the_best_t_of_each_set():
 
 
 def test_defaults_record_the_hierarchy_threshold():
-    from zsnb.organism import LARGE_T, SMALL_T, method_defaults
+    from experiments.timesteps import LARGE_T, SMALL_T
+    from zsnb.organism import method_defaults
 
     h = method_defaults()["hierarchy"]
     assert h["noise"] == "seeded" and h["small_t"] == list(SMALL_T) and h["large_t"] == list(LARGE_T)
@@ -77,7 +81,7 @@ def test_defaults_record_the_hierarchy_threshold():
 
 
 def test_best_small_large_picks_within_each_set():
-    from zsnb.organism import LARGE_T, SMALL_T, best_small_large
+    from experiments.timesteps import LARGE_T, SMALL_T, best_small_large
 
     by_t = {t: {"miou": -abs(t - 50) if t in SMALL_T else -abs(t - 600)} for t in (*SMALL_T, 200, *LARGE_T)}
     by_t[200]["miou"] = 1.0  # between the sets: never chosen

@@ -136,15 +136,15 @@ def test_segment_labels_are_compact_and_sized():
 
 
 def test_organism_gives_a_sensible_number_of_segments():
-    from zsnb import capture, load_backbone, world
+    from zsnb import capture, load_backbone, registry, world
 
     bb = load_backbone("organism")
     scenes = [world.scene(s) for s in world.TRAIN_SEEDS[:4]]
     images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
-    params = randomwalk.ORGANISM_DEFAULTS
-    cap = capture(bb, images, timesteps=params["timesteps"], attention="self")
+    params = registry.params("randomwalk", bb).record
+    cap = capture(bb, images, timesteps=params.timesteps, attention="self")
     for i, s in enumerate(scenes):
-        labels = randomwalk.segment_capture(cap, i, params, s.objects.shape)
+        labels = registry.segment_capture("randomwalk", cap, i, params, s.objects.shape)
         assert labels.shape == s.objects.shape
         n_true = len(np.unique(s.objects))
         assert 2 <= len(labels.unique()) <= 3 * n_true, (s.seed, len(labels.unique()), n_true)

@@ -1,4 +1,4 @@
-"""zsnb.similarity: label pooling, own-segment mass, pair sampling, pair KL, rank AUC, and the survey."""
+"""zsnb.similarity: label pooling, own-segment mass, pair sampling, pair KL, rank AUC; experiments.survey."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.survey import survey
 from zsnb import diffseg, similarity, viz, world
 
 matplotlib.use("Agg")
@@ -104,7 +105,7 @@ def test_views_names_shapes_and_short_names() -> None:
 
 def test_survey_on_untrained_organism(organism_random) -> None:
     seeds = list(world.EVAL_SEEDS[:2])
-    sv = similarity.survey(organism_random, seeds, 300, n_pairs=20, batch=2)
+    sv = survey(organism_random, seeds, 300, n_pairs=20, batch=2)
     sides = organism_random.attention_layers("self")
     assert set(sv.intra) == {"objects", "parts"}
     assert set(sv.sides.values()) == set(sides) and sv.sides["aggregate"] == max(sides)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import zsnb
 from zsnb import WeightsUnavailable, ZsnbError, capture, load_backbone, photos, segment, vit
 from zsnb.images import load_image
 
@@ -150,7 +151,7 @@ def test_numpy_photo_of_any_size(backbone):
 def test_adaptive_timesteps_say_why_they_do_not_apply(backbone, astronaut):
     with pytest.raises(ZsnbError, match="no timesteps"):
         segment("adaptive", backbone, astronaut)
-    assert "adaptive" not in backbone.defaults and "diffseg" in backbone.defaults
+    assert "vit" not in zsnb.methods()["adaptive"] and "vit" in zsnb.methods()["diffseg"]
 
 
 def test_randomwalk_defaults_split_face_from_suit(backbone, astronaut):

@@ -407,6 +407,21 @@ def _load_organism(device: torch.device, dtype: torch.dtype, weights: str, seed:
                     organism.RESOLUTION, "trained" if weights == "pretrained" else "random", "organism")
 
 
+def family_of(name_or_path: str) -> str:
+    """The family of a named backbone or local diffusers folder, without loading weights ("sd1", "sdxl", ...)."""
+    if name_or_path in vit.NAMES:
+        return "vit"
+    if name_or_path == "organism":
+        return "organism"
+    if name_or_path in SPECS:
+        return SPECS[name_or_path].family
+    config = Path(name_or_path) / "unet" / "config.json"
+    if config.is_file():
+        return "sdxl" if json.loads(config.read_text()).get("addition_embed_type") == "text_time" else "sd1"
+    raise UnknownNameError(f"unknown backbone {name_or_path!r}; known: {', '.join(KNOWN_NAMES)}, or the "
+                           "path of a local diffusers folder (with unet/, vae/, text_encoder/, scheduler/).")
+
+
 def load_backbone(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
                   weights: str = "pretrained", *, seed: int = 0, download: bool = False,
                   progress: bool = True) -> Backbone | vit.VitBackbone:

@@ -26,9 +26,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from zsnb import registry
-from zsnb.backbones import load_backbone
+from zsnb.backbones import KNOWN_NAMES, family_of, load_backbone
 from zsnb.errors import ImageError, ZsnbError
 from zsnb.images import image_tensor
+from zsnb.parameters import parse
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 OVERLAY_ALPHA: float = 0.5  # share of the segment colour in the overlay
@@ -42,7 +43,8 @@ astronaut.jpg.json (method, backbone, weights, parameters, segments, seconds), t
 coffee.jpg; running it again skips all three. More:
   python -m zsnb segment --method diffseg --backbone organism my_photos/ cat.png --out runs/organism
   python -m zsnb segment --method diffcut --backbone ssd-1b --device cuda my_photos/ --out runs/diffcut
-  python -m zsnb segment --method diffseg --backbone sd15 --weights random --size 64 cat.png --out runs/random
+  python -m zsnb segment --method diffseg --backbone sd15 --weights random --set size=64 cat.png --out runs/random
+  python -m zsnb segment --method diffcut --backbone organism --set tau=0.6 --show-params
 Folders are searched recursively for {exts}; other files there are ignored.
 
 exit status: 0 all images segmented (or skipped as done); 1 some files could not be read (named at the end,
@@ -134,14 +136,15 @@ def segment_one(path: Path, base: Path, backbone: Any, settings: dict[str, Any],
 
 
 def segment_paths(method: str, backbone: str, paths: Sequence[str | Path], out: str | Path, weights: str = "pretrained",
-                  device: str | None = None, size: int | None = None, progress: bool = True) -> dict[str, Any]:
+                  device: str | None = None, overrides: dict[str, Any] | None = None, progress: bool = True,
+                  dtype: str | None = None) -> dict[str, Any]:
     """Segment every image in `paths` into `out` (see the module docstring) -> {done, skipped, failed: {path: why}}."""
     images = find_images(paths)
-    overrides = {} if size is None else {"size": size}
+    overrides = overrides or {}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    registry.get(method)  # an unknown method fails before the backbone loads
-    model = load_backbone(backbone, device=device, weights=weights, progress=progress)
-    settings = _settings(method, backbone, weights, registry.params(method, model, **overrides))
+    registry.family_params(method, family_of(backbone), **overrides)  # bad names or values fail before loading
+    model = load_backbone(backbone, device=device, dtype=dtype, weights=weights, progress=progress)
+    settings = _settings(method, backbone, weights, registry.params(method, model, **overrides).record.as_dict())
     out = Path(out)
     done, skipped, failed = 0, 0, {}
     bar = tqdm(images.items(), desc=f"{method} on {backbone}", unit="image", disable=not progress)
@@ -159,7 +162,29 @@ def segment_paths(method: str, backbone: str, paths: Sequence[str | Path], out: 
     return {"done": done, "skipped": skipped, "failed": failed}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _options(parser: argparse.ArgumentParser, backbone_default: str | None) -> None:
+    """The options `segment` and `evaluate` share."""
+    parser.add_argument("--method", required=True, help="a registered method: " + ", ".join(registry.REGISTRY))
+    parser.add_argument("--backbone", required=backbone_default is None, default=backbone_default,
+                        help=", ".join(KNOWN_NAMES) + " or a local diffusers folder"
+                        + (f" (default: {backbone_default})" if backbone_default else ""))
+    parser.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
+                        help="random: the backbone's architecture with seeded random weights, offline")
+    parser.add_argument("--device", help="default: cuda if available (this process's GPU under accelerate), else cpu")
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32", "float64"],
+                        help="default: float16 on a GPU, float32 on the CPU (float64 for the organism)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                        help="set one of the method's parameters, e.g. --set tau=0.6 --set size=256 (repeatable; "
+                        "--show-params lists the keys, their types and values)")
+    parser.add_argument("--show-params", action="store_true",
+                        help="print the method's resolved parameters, each with where its value came from, and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `python -m zsnb` parser and its subcommands' parsers by name."""
+    from zsnb import data, evaluate  # the dataset names and layouts, the runner's description
+
     parser = argparse.ArgumentParser(prog="python -m zsnb", description="zsnb from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{segment,evaluate}")
     seg = commands.add_parser(
@@ -167,37 +192,71 @@ def _parser() -> argparse.ArgumentParser:
         description="Segment images with a registered method; writes a label map, an overlay and a JSON record "
                     "per image.", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLE.format(exts=" ".join(IMAGE_EXTENSIONS), methods=", ".join(registry.REGISTRY)))
-    seg.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-    seg.add_argument("--method", required=True, help="a registered method: " + ", ".join(registry.REGISTRY))
-    seg.add_argument("--backbone", required=True, help="organism, vit-s, sd14, sd15, sd21-base, ssd-1b, sdxl or "
-                     "a local diffusers folder")
-    seg.add_argument("--out", required=True, type=Path, help="output folder; rerunning into it skips finished images")
-    seg.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
-                     help="random: the backbone's architecture with seeded random weights, offline")
-    seg.add_argument("--device", help="default: cuda if available, else cpu")
-    seg.add_argument("--size", type=int, help="side the image is resized to for the backbone (default: the "
-                     "method's for this backbone, e.g. 512 for DiffSeg on SD1.x)")
-    seg.add_argument("--no-progress", action="store_true", help="no progress bars")
-    commands.add_parser("evaluate", add_help=False,
-                        help="evaluate a method on a dataset (python -m zsnb evaluate --help)")
-    return parser
+    seg.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders (searched recursively)")
+    seg.add_argument("--out", type=Path, help="output folder; rerunning into it skips finished images")
+    _options(seg, None)
+    ev = commands.add_parser(
+        "evaluate", help="evaluate a method on a dataset under the papers' protocol",
+        description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="dataset layouts (--root):\n" + "\n".join(
+            f"  {k}:\n    " + v.replace("\n", "\n    ") for k, v in data.LAYOUTS.items()))
+    ev.add_argument("--dataset", default="world", choices=[*data.DATASETS, "world"])
+    ev.add_argument("--root", help="dataset folder (layouts below); not needed for the world")
+    ev.add_argument("--out", type=Path, help="results folder; rerunning into it resumes")
+    ev.add_argument("--limit", type=int, help="evaluate only the first N images")
+    _options(ev, "organism")
+    return parser, {"segment": seg, "evaluate": ev}
+
+
+def _overrides(parser: argparse.ArgumentParser, method: str, assignments: Sequence[str]) -> dict[str, Any]:
+    """--set KEY=VALUE strings -> {key: value} typed by the method's record; parser.error on a bad one."""
+    record = registry.get(method).record
+    out = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep:
+            parser.error(f"--set {text}: write KEY=VALUE, e.g. --set tau=0.6.")
+        try:
+            out[key.strip()] = parse(record, key.strip(), value)
+        except ZsnbError as err:
+            parser.error(str(err))
+    return out
+
+
+def _show_params(method: str, backbone: str, dataset: str | None, overrides: dict[str, Any]) -> None:
+    """Print the resolved record with the source of every value."""
+    family = family_of(backbone)
+    resolved = registry.family_params(method, family, dataset, **overrides)
+    where = f"{method} on {backbone} (family {family})" + (f", dataset {dataset}" if dataset else "")
+    print(f"{where}: {type(resolved.record).__name__}\n{resolved.table()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `python -m zsnb ...`; returns the exit status (see EXAMPLE)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["evaluate"]:
-        from zsnb import evaluate  # imported here: it loads accelerate, which `segment` does not need
-
-        evaluate.main(argv[1:])
-        return 0
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, commands = _parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    sub = commands[args.command]
+    dataset = getattr(args, "dataset", None)
     try:
+        overrides = _overrides(sub, args.method, args.assignments)
+        if args.show_params:
+            _show_params(args.method, args.backbone, None if dataset == "world" else dataset, overrides)
+            return 0
+        if args.out is None or (args.command == "segment" and not args.paths):
+            sub.error("give --out" + (" and at least one PATH" if args.command == "segment" else "")
+                      + " (or --show-params).")
+        if args.command == "evaluate":
+            from zsnb import evaluate
+
+            result = evaluate.evaluate(args.method, args.backbone, args.dataset, args.out, args.root, args.limit,
+                                       args.device, args.dtype, not args.no_progress, args.weights, overrides)
+            if result is not None:
+                print(evaluate.markdown(result))
+            return 0
         result = segment_paths(args.method, args.backbone, args.paths, args.out, args.weights, args.device,
-                               args.size, not args.no_progress)
+                               overrides, not args.no_progress, args.dtype)
     except ZsnbError as err:  # the message says what to fix; a traceback would bury it
-        parser.exit(EXIT_USAGE, f"python -m zsnb segment: error: {err}\n")
+        sub.exit(EXIT_USAGE, f"{sub.prog}: error: {err}\n")
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished images are kept in {args.out}; rerun the same command to continue.",
               file=sys.stderr)

@@ -9,8 +9,8 @@ with the bilinearly upsampled feature is largest; PAMR (`zsnb.pamr`) and a 3x3 m
 
 Stages: `affinity`, `recursive_ncut` (`recursive_ncut_tree` also returns the tree; both run `ncut_tree`, the
 recursion on any graph with any split rule; leaves numbered by `leaf_labels`; optional stop `spectral_gap`),
-`assign_concepts`, `zsnb.pamr.pamr`; `segment` runs them all (`zsnb.segment("diffcut", ...)` feeds it a
-capture's features).
+then `label_pixels`, the stages after any cut: `assign_concepts` and `zsnb.pamr.pamr`. `segment` runs them all
+(`zsnb.segment("diffcut", ...)` feeds it a capture's features).
 
 Official defaults: SSD-1B at 1024 px, t = 50, seeded noise (42), empty prompt, tap = output of
 down_blocks[-1].attentions[-1].transformer_blocks[-1].attn1 (32 x 32 x 1280), tau = 0.5, alpha = 10,
@@ -38,10 +38,9 @@ Deliberate deviations (on clean inputs the leaf partition is the official one; t
   split is kept only if the segment's normalised-Laplacian spectrum has a gap (`spectral_gap` < gap). On a
   smooth feature field every region has cheap cuts (NCut < tau), but its spectrum grows without a jump;
   a chain, the most elongated continuum, has lambda_2 / lambda_3 -> 1/4 from above, hence CHAIN_GAP.
-  Measured (benchmarks/diffcut.py): synthetic 32 x 32 x 1280 fields, six regions plus a smooth field of std
-  1: 121 segments -> 6, all tokens right; a smooth field alone: 66 -> 1. But on the organism's features
-  (20 scenes, its tau 0.8) the useful splits have no gap either: objects mIoU 0.501 -> 0.425, parts
-  0.251 -> 0.161; and regions weaker than the smooth variation (std 1.5) are merged into one. Hence off.
+  benchmarks/results/diffcut.md measures it: it recovers the regions of synthetic fields with a smooth
+  component, but on the organism's features the useful splits have no gap either, so it costs accuracy there
+  and merges regions weaker than the smooth variation. Hence off.
 - `assign_concepts` upsamples the k score maps instead of the C feature maps: bilinear interpolation is
   linear, so the scores are the same and memory is k/C of the official's.
 
@@ -151,7 +150,7 @@ def _lanczos_top(m: Tensor) -> Tensor:
     """Eigenvector (n,) of the largest eigenvalue of symmetric m (n, n), by ARPACK."""
     v0 = np.random.default_rng(LANCZOS_SEED).standard_normal(len(m))
     # ARPACK's work is mat-vecs and vector updates, memory-bound: extra BLAS threads gain little and, on a
-    # busy CPU, spin-wait for each other (measured 10-25x slower with 2 threads on 2 shared cores).
+    # busy CPU, spin-wait for each other (many times slower with 2 threads on 2 shared cores).
     with threadpool_limits(limits=1, user_api="blas"):
         _, vec = scipy.sparse.linalg.eigsh(m.numpy(), k=1, which="LA", v0=v0, tol=LANCZOS_TOL)
     return torch.from_numpy(vec[:, 0])
@@ -352,15 +351,30 @@ def segment(features: Tensor, image: Tensor | None = None, tau: float = 0.5, alp
     """
     if isinstance(features, np.ndarray):
         features = torch.from_numpy(features)
+    _check_image(image, refine)
+    leaves = recursive_ncut(features, tau, alpha, min_size, max_depth)
+    return label_pixels(leaves, features, image, out_size, refine, pamr_iterations, pamr_dilations)
+
+
+def _check_image(image: Tensor | None, refine: bool) -> None:
+    """ZsnbError unless image is None or (3, H, W), and present when refine=True."""
     if refine and image is None:
         raise ZsnbError("refine=True needs image (3, H, W) in [0, 1]; pass image=... or refine=False.")
     if image is not None and (not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3):
         got = getattr(image, "shape", type(image).__name__)
         raise ZsnbError(f"image must be a (3, H, W) tensor in [0, 1]; got {got}.")
+
+
+def label_pixels(leaves: Tensor, features: Tensor, image: Tensor | None = None,
+                 out_size: int | tuple[int, int] | None = None, refine: bool = True, pamr_iterations: int = 10,
+                 pamr_dilations: tuple[int, ...] = (1, 2, 4, 8)) -> Tensor:
+    """Leaf labels (h, w) of any cut -> pixel labels (out_size) long: concepts, then PAMR when refine (DiffCut's
+    stages after the cut)."""
+    _check_image(image, refine)
     if out_size is None:
         out_size = tuple(image.shape[1:]) if image is not None else tuple(features.shape[:2])
     size = size_pair(out_size, "out_size")
-    labels = assign_concepts(recursive_ncut(features, tau, alpha, min_size, max_depth), features, size)
+    labels = assign_concepts(leaves, features, size)
     if not refine:
         return labels
     small = F.interpolate(image[None].to(real_dtype(features)), size=size, mode="bilinear", align_corners=False)[0]

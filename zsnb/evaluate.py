@@ -1,8 +1,8 @@
-"""Evaluate a method on a dataset under the papers' protocol: `python -m zsnb.evaluate --help`.
+"""Evaluate a method on a dataset under the papers' protocol: `python -m zsnb evaluate --help`.
 
-    python -m zsnb.evaluate --method diffseg --backbone sd14 --dataset coco-stuff-27 --root data/cocostuff \\
+    python -m zsnb evaluate --method diffseg --backbone sd14 --dataset coco-stuff-27 --root data/cocostuff \\
         --out runs/eval/diffseg-coco --device cuda
-    accelerate launch --num_processes 8 -m zsnb.evaluate ...        # shards the images over 8 processes
+    accelerate launch --num_processes 8 -m zsnb evaluate ...        # shards the images over 8 processes
 
 Each method runs with its registry parameters on the backbone and dataset (`zsnb.registry.params`: the
 official ones, with the paper's per-dataset settings, for real backbones) and the paper's preprocessing
@@ -24,14 +24,12 @@ over scenes of the per-scene mIoU against objects and parts, as in `zsnb.worldev
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +37,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zsnb import data, metrics, organism, registry, vit, worldeval
-from zsnb.backbones import Backbone, load_backbone
+from zsnb import data, metrics, registry, worldeval
+from zsnb.backbones import load_backbone
 from zsnb.errors import ZsnbError
+from zsnb.protocol import Backbone
 
 
 def score_sample(pred: torch.Tensor, sample: data.Sample, label: np.ndarray, dataset: data.Dataset) -> dict:
@@ -91,15 +90,6 @@ def _append(path: Path, record: dict) -> None:
         os.close(fd)
 
 
-def weights_id(model: Backbone | vit.VitBackbone) -> str:
-    """Which weights `model` carries: the organism's or the ViT's file hash, else the UNet's hub id or folder."""
-    if model.name == "organism" and model.weights != "random":
-        return "organism sha256:" + hashlib.sha256(organism.UNET_FILE.read_bytes()).hexdigest()[:16]
-    if isinstance(model, vit.VitBackbone):  # load checked the file against this hash
-        return f"{vit.PACKAGE} vit_s_focus.onnx sha256:{vit.MODEL_SHA256[:16]}"
-    return f"{model.unet.config.get('_name_or_path', model.name)} ({model.weights})"
-
-
 def _check_config(out: Path, config: dict) -> None:
     """Write OUT/config.json, or refuse to resume into OUT with a different configuration."""
     path = out / "config.json"
@@ -124,9 +114,9 @@ def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indic
     """
     done = set(read_records(out))
     todo = [i for i in indices if i not in done]
-    m, params = registry.get(method), registry.params(method, backbone, dataset.name, **overrides)
-    image_size = params["size"]
-    label_size = params[m.label_key] or image_size
+    m, params = registry.get(method), registry.params(method, backbone, dataset.name, **overrides).record
+    image_size = params.size
+    label_size = getattr(params, m.label_key) or image_size
     path = out / f"records-{rank}.jsonl"
     _end_torn_line(path)
     for i in tqdm(todo, desc=f"{method} {dataset.name} [{rank}]", disable=not progress, position=rank):
@@ -137,7 +127,7 @@ def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indic
                                     m.crop_shrink)
             sample = dataclasses.replace(sample, parts=parts)
         start = time.perf_counter()
-        cap = registry.capture_for(method, backbone, image[None], params)
+        cap = backbone.capture(image[None], params.needs())
         pred = m.segment_capture(cap, 0, params, label.shape)
         record = {"index": i, "name": sample.name, "seconds": round(time.perf_counter() - start, 3),
                   **score_sample(pred, sample, label, dataset)}
@@ -216,10 +206,11 @@ def paper_table() -> str:
 
 def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: str | Path | None = None,
              limit: int | None = None, device: str | None = None, dtype: str | None = None,
-             progress: bool = True, weights: str = "pretrained", size: int | None = None) -> dict[str, Any] | None:
+             progress: bool = True, weights: str = "pretrained", overrides: Mapping[str, Any] | None = None
+             ) -> dict[str, Any] | None:
     """Run (or resume) one evaluation into OUT; returns the results on the main process, None elsewhere.
 
-    size: the input side instead of the method's official one (smaller runs faster, scores differ).
+    overrides: parameter values replacing the method's (e.g. {"size": 128}: smaller runs faster, scores differ).
 
     Under `accelerate launch` (or torchrun) the images are sharded by index over the processes, each on
     its own device; the main process waits for all of them and merges.
@@ -233,13 +224,14 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out)
-    overrides = {} if size is None else {"size": size}
+    overrides = dict(overrides or {})
     model = load_backbone(backbone, device=device or state.device, dtype=dtype, weights=weights,
                           progress=progress)
     # Weights, the dtype the model runs in (not how it was asked for) and method parameters are part of the run:
     # records of a retrained, re-tuned or re-cast model must not mix.
+    resolved = registry.params(method, model, dataset, **overrides)
     config = {"method": method, "backbone": backbone, "dataset": dataset, "dtype": str(model.dtype).removeprefix(
-        "torch."), "weights": weights_id(model), "parameters": registry.params(method, model, dataset, **overrides)}
+        "torch."), "weights": model.weights_id, "parameters": resolved.record.as_dict()}
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         _check_config(out, config)
@@ -252,35 +244,3 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
     if not state.is_main_process:
         return None
     return write_results(out, config, ds, n)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="dataset layouts (--root):\n" + "\n".join(
-                                         f"  {k}:\n    " + v.replace("\n", "\n    ") for k, v in data.LAYOUTS.items()))
-    parser.add_argument("--method", required=True, choices=list(registry.REGISTRY))
-    parser.add_argument("--backbone", default="organism", help="organism, sd14, sd15, sd21-base, ssd-1b, sdxl or a "
-                        "local diffusers folder")
-    parser.add_argument("--dataset", default="world", choices=[*data.DATASETS, "world"])
-    parser.add_argument("--root", help="dataset folder (layouts below); not needed for the world")
-    parser.add_argument("--out", required=True, type=Path, help="results folder; rerunning into it resumes")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--device", help="default: this process's accelerator (cuda:<rank>) or cpu")
-    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32", "float64"])
-    parser.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
-                        help="random: the backbone's architecture with seeded random weights, offline")
-    parser.add_argument("--size", type=int, help="input side in pixels instead of the method's official one")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        result = evaluate(args.method, args.backbone, args.dataset, args.out, args.root, args.limit, args.device,
-                          args.dtype, not args.no_progress, args.weights, args.size)
-    except ZsnbError as e:  # every zsnb error: the message says what to fix, a traceback would bury it
-        parser.exit(2, f"zsnb.evaluate: error: {e}\n")
-    if result is not None:
-        print(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -151,13 +151,11 @@ class Resolved(NamedTuple):
         """One line per field: name, value, where it came from (and the official source when official)."""
         meta = {f.name: f.metadata.get("source", "") for f in dataclasses.fields(self.record)}
         hints = _hints(type(self.record))
-        width = max(map(len, meta))
-        lines = []
-        for name, value in self.record.as_dict().items():
-            origin = self.sources[name]
-            note = f" ({meta[name]})" if origin == "official" else ""
-            lines.append(f"{name:<{width}}  {value!r:<24} {_type_name(hints[name]):<22} {origin}{note}")
-        return "\n".join(lines)
+        rows = [(name, repr(value), _type_name(hints[name]), self.sources[name]
+                 + (f" ({meta[name]})" if self.sources[name] == "official" else ""))
+                for name, value in self.record.as_dict().items()]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows)
 
 
 def resolve(cls: type[Params], layers: Mapping[str, Mapping[str, Any]]) -> Resolved:

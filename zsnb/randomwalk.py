@@ -40,11 +40,10 @@ Our choices and deviations (each is ours, not read from the paper):
   `capture` runs one UNet pass per timestep on the clean latent (noise "none"), not a DDIM inversion.
 - The organism has self-attention at 16/8/4 (R = 16, 256 tokens) instead of SD's 64/32/16/8 (4096).
 - The automatic threshold (above) is ours: the paper's rule was not retrieved.
-- P^k is exact, by exponentiation by squaring (`torch.linalg.matrix_power`: floor(log2 k) squarings and popcount(k) -
-  1 more products) in float32 (float64 for float64 attention, the organism's). An eigendecomposition would need a
-  reversible chain (attention is not) and costs one full `eigh`, measured at 6-8 GEMMs of the same size, so squaring
-  is cheaper for every k below ~2**6. Measured at 4096 tokens (benchmarks/randomwalk.md): P^2 0.9 GEMM, P^4 1.9, P^8
-  3.3, against 1.7 GEMMs for the recursive cuts of that input; the power stays below the cuts only for k <= 3 there.
+- P^k is exact, by exponentiation by squaring (`torch.linalg.matrix_power`: floor(log2 k) squarings and
+  popcount(k) - 1 more products) in float32 (float64 for float64 attention, the organism's). An
+  eigendecomposition would need a reversible chain (attention is not) and one full `eigh`, which costs more
+  than squaring for small k (benchmarks/results/randomwalk.md times both against the recursive cuts).
   The cut stage runs in float64 (`diffcut`).
 - Sub-segments are cut on the flow graph restricted to their tokens (walks that leave the segment are
   dropped), by DiffCut's recursion (`zsnb.diffcut.ncut_tree`, leaves numbered as there); P^k is not

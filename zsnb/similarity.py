@@ -11,14 +11,15 @@ Labels are pooled to each map's side r by mode (majority per block; nearest when
 the label size), so masses and pairs live on the map's own grid. Intra: `own_mass` gives each query's
 mass inside its segment and the chance level, the segment's area fraction (what a uniform map gives).
 Inter: `sample_pairs` draws same- and different-segment pixel pairs with a seeded generator, `pair_kl`
-their divergence, `roc_auc` how well it separates the two. `survey` runs both over `zsnb.world` scenes.
+their divergence, `roc_auc` how well it separates the two. `Survey` holds both measurements for a set of
+scenes; the repository's `experiments.survey` takes them on `zsnb.world`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zsnb import diffseg, hierarchy, worldeval
+from zsnb import diffseg, hierarchy
 from zsnb.errors import ZsnbError
-from zsnb.memory import DEFAULT_BUDGET_GB
 from zsnb.precision import as_real
 
 AGGREGATE = "aggregate"  # view name of DiffSeg's multi-resolution aggregate
@@ -196,48 +196,6 @@ class Survey:
         """ROC AUC of symmetric KL separating "different" (positives) from `negatives` pairs."""
         kl = self.inter[level][view]
         return roc_auc(kl[negatives], kl["different"])
-
-
-def survey(backbone: Any, seeds: Sequence[int], timestep: int, levels: Sequence[str] = worldeval.LEVELS,
-           n_pairs: int = 200, pair_seed: int = 0, batch: int | None = None, memory_gb: float = DEFAULT_BUDGET_GB,
-           **capture_kwargs: Any) -> Survey:
-    """Intra masses (every view) and pair KLs (resolution means and aggregate) on the scenes of `seeds`.
-
-    For level "parts", "sibling" pairs are drawn as same-object pairs and kept where their parts differ.
-    """
-    gen = torch.Generator().manual_seed(pair_seed)
-    out = Survey()
-    kl: dict[str, dict[str, dict[str, list]]] = {}
-    for scenes, cap in worldeval.captures(backbone, seeds, (timestep,), batch, False, memory_gb,
-                                          attention="self", **capture_kwargs):
-        for i, sc in enumerate(scenes):
-            vs = views(cap.self_attention(timestep, i))
-            pair_views = diffseg_views(vs)
-            out.sides = {v: math.isqrt(m.shape[0]) for v, m in vs.items()}
-            for level in levels:
-                pooled = {r: pool_labels(getattr(sc, level), r) for r in sorted(set(out.sides.values()))}
-                pairs = {r: sample_pairs(lab, n_pairs, gen) for r, lab in pooled.items()}
-                if level == "parts":
-                    objs = {r: pool_labels(sc.objects, r) for r in pooled}
-                    same_obj = {r: sample_pairs(o, n_pairs, gen)[0] for r, o in objs.items()}
-                    siblings = {r: p[pooled[r].flatten()[p[:, 0]] != pooled[r].flatten()[p[:, 1]]]
-                                for r, p in same_obj.items()}
-                for v, m in vs.items():
-                    r = out.sides[v]
-                    mass, chance = own_mass(m, pooled[r])
-                    scores = [float(mass.mean()), float(chance.mean())]
-                    out.intra.setdefault(level, {}).setdefault(v, []).append(scores)
-                    if v in pair_views:
-                        same, diff = pairs[r]
-                        row = kl.setdefault(level, {}).setdefault(v, {})
-                        row.setdefault("same", []).append(pair_kl(m, same))
-                        row.setdefault("different", []).append(pair_kl(m, diff))
-                        if level == "parts":  # same-object pairs that straddle a part boundary
-                            row.setdefault("sibling", []).append(pair_kl(m, siblings[r]))
-    out.intra = {lv: {v: np.array(a, dtype=float) for v, a in d.items()} for lv, d in out.intra.items()}
-    out.inter = {lv: {v: {k: torch.cat(x).numpy() for k, x in d.items()} for v, d in dd.items()}
-                 for lv, dd in kl.items()}
-    return out
 
 
 def diffseg_views(names: Iterable[str]) -> list[str]:

@@ -11,7 +11,6 @@ Noise follows SD's scaled-linear schedule, so a timestep means the same signal-t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -41,14 +40,6 @@ UNET_CONFIG: dict = {
     "flip_sin_to_cos": True,
     "freq_shift": 0,
 }
-# The timestep hierarchy is measured between these two sets (seeded noise): fine detail still stands above the
-# noise at SMALL_T and only coarse structure at LARGE_T (notebook 00 plots both levels' signal-to-noise ratio).
-SMALL_T: tuple[int, ...] = (0, 25, 50, 100)
-LARGE_T: tuple[int, ...] = (300, 400, 500, 600, 700)
-# Noise draws the hierarchy measurements average attention over (`zsnb.capture(..., draws=)`): under a single
-# draw, the draw's own pattern splits an object's maps at large t (the sweeps in benchmarks/results/organism.md
-# show both recipes).
-HIERARCHY_DRAWS: int = 4
 # SD 1.x's noise schedule (its scheduler_config.json), so t=50 or t=300 mean what they mean there.
 SCHEDULER_CONFIG: dict = {
     "num_train_timesteps": 1000,
@@ -58,11 +49,6 @@ SCHEDULER_CONFIG: dict = {
     "prediction_type": "epsilon",
     "clip_sample": False,
 }
-
-
-def best_small_large(by_t: Mapping[int, Mapping[str, float]], key: str) -> tuple[int, int]:
-    """{t: scores} -> (t in SMALL_T, t in LARGE_T) of the highest `key` (e.g. "miou_parts") within each set."""
-    return tuple(max(ts, key=lambda t: by_t[t][key]) for ts in (SMALL_T, LARGE_T))
 
 
 def build_unet(seed: int = 0) -> UNet2DConditionModel:

@@ -1,9 +1,10 @@
-"""Choose the organism's per-method defaults on training scenes: `python -m zsnb.organism.tune`.
+"""Choose the organism's per-method defaults on training scenes: `python -m experiments.tune`.
 
 SD's defaults (t=300 and tau=1.1 for DiffSeg; t=50, tau=0.5 and a 32x32 tap for DiffCut) were tuned for
 64x64 latents and do not transfer to 16x16 maps (a KL threshold scales with the number of bins). So each
 method's parameters are chosen here by object-level Hungarian mIoU on scenes from `world.TRAIN_SEEDS`,
-never on `world.EVAL_SEEDS`, and written to `weights/defaults.json` with the scores behind the choice.
+never on `world.EVAL_SEEDS`, and written to zsnb/organism/weights/defaults.json (`organism.DEFAULTS_FILE`)
+with the scores behind the choice; `zsnb.registry` reads them as the organism's tuning layer.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 
 from tqdm.auto import tqdm
 
-from zsnb import registry, world
+from experiments.timesteps import HIERARCHY_DRAWS, LARGE_T, SMALL_T, best_small_large
+from zsnb import registry, world, worldeval
 from zsnb.backbones import Backbone, load_backbone
-from zsnb.organism import DEFAULTS_FILE, HIERARCHY_DRAWS, LARGE_T, SMALL_T, best_small_large
-from zsnb.worldeval import method_captures, score
+from zsnb.organism import DEFAULTS_FILE
 
 N_SCENES = 96  # training scenes scored per setting
 DIFFSEG_GRID = {
@@ -44,17 +45,15 @@ def grid_scores(backbone: Backbone, method: str, seeds: range, capture_settings:
                 settings: list[dict]) -> list[dict]:
     """Scores of registered `method` for every capture setting x every other setting, one capture each.
 
-    Parameters start from the official ones (tuned=False), so a stored tuning never feeds itself.
+    Parameters start from the official ones (tuned=False), so a stored tuning never feeds itself. The settings
+    of one capture setting share its capture (`zsnb.harness.segment_grid`).
     """
-    m, results = registry.get(method), []
+    results = []
     for fixed in tqdm(capture_settings, desc=method):
-        base = registry.family_params(method, backbone.family, tuned=False, **fixed)
-        batches = list(method_captures(backbone, method, seeds, base))
-        for varied in settings:
-            p = {**base, **varied}
-            preds = [m.segment_capture(cap, i, p, s.objects.shape) for scenes, cap in batches
-                     for i, s in enumerate(scenes)]
-            results.append({**fixed, **varied, **score(preds, [s for scenes, _ in batches for s in scenes])})
+        base = registry.family_params(method, backbone.family, tuned=False, **fixed).record
+        preds, scenes = worldeval.predict_grid(backbone, seeds, [(method, base.replace(**v)) for v in settings])
+        for varied, p in zip(settings, preds, strict=True):
+            results.append({**fixed, **varied, **worldeval.score(p, scenes)})
     return results
 
 
