@@ -56,7 +56,7 @@ def test_mixed_folder_writes_the_good_names_the_bad_and_reruns_skip(folder, tmp_
     assert not (out / "corrupt.png.json").exists() and not list(out.rglob(".*.tmp"))
     stamps = {name: (out / f"{name}.json").stat().st_mtime_ns for name in GOOD}
     assert run(str(folder), "--out", str(out)) == cli.EXIT_FAILED  # the corrupt file still fails
-    assert "0 segmented, 3 already done, 1 failed" in capsys.readouterr().out
+    assert "0 segmented here, 3 already done, 0 done by another process, 1 failed" in capsys.readouterr().out
     assert stamps == {name: (out / f"{name}.json").stat().st_mtime_ns for name in GOOD}
 
 
