@@ -52,11 +52,11 @@ def test_mixed_folder_writes_the_good_names_the_bad_and_reruns_skip(folder, tmp_
             assert Image.open(out / f"{name}.overlay.png").size == im.size
         assert record["segments"] == len(np.unique(labels)) >= 1 and record["seconds"] > 0
         assert record["method"] == "randomwalk" and record["parameters"] == json.loads(json.dumps(
-            registry.family_params("randomwalk", "organism"), default=list))
+            registry.family_params("randomwalk", "organism").record.as_dict(), default=list))
     assert not (out / "corrupt.png.json").exists() and not list(out.rglob(".*.tmp"))
     stamps = {name: (out / f"{name}.json").stat().st_mtime_ns for name in GOOD}
     assert run(str(folder), "--out", str(out)) == cli.EXIT_FAILED  # the corrupt file still fails
-    assert "0 segmented, 3 already done, 1 failed" in capsys.readouterr().out
+    assert "0 segmented here, 3 already done, 0 done by another process, 1 failed" in capsys.readouterr().out
     assert stamps == {name: (out / f"{name}.json").stat().st_mtime_ns for name in GOOD}
 
 
@@ -94,7 +94,7 @@ def test_other_settings_unknown_names_and_clashing_names_are_refused(folder, tmp
     out = tmp_path / "out"
     run(str(folder / "good.png"), "--out", str(out))
     with pytest.raises(SystemExit) as exit_info:
-        run(str(folder / "good.png"), "--out", str(out), "--size", "16")
+        run(str(folder / "good.png"), "--out", str(out), "--set", "size=16")
     assert exit_info.value.code == cli.EXIT_USAGE and "new --out" in capsys.readouterr().err
     for option, value, message in [("--method", "kmeans", "unknown method 'kmeans'; registered: diffseg"),
                                    ("--backbone", "sd9", "unknown backbone 'sd9'; known: sd14")]:

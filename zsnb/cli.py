@@ -4,15 +4,31 @@ runs `zsnb.evaluate`. See `python -m zsnb segment --help`.
 For each image, OUT holds <name>.labels.png (the label map, lossless: uint8, or uint16 above 255 segments),
 <name>.overlay.png (segments over the image) and <name>.json (the record), where <name> is the image's path
 relative to the folder it was found in (or its file name when given directly), extension kept. Every file is
-written to a temporary name and renamed, the record last: a record marks a finished image, so a rerun skips
-it and an interrupted run (Ctrl-C) loses only the image in flight.
+written to a temporary name of this process's own (.<file>.<host>-<pid>.tmp) and renamed, the record last: a
+record marks a finished image, so a rerun skips it and an interrupted run (Ctrl-C, SIGKILL) loses only the
+images in flight.
+
+Many processes may share one OUT. A process claims an image before segmenting it by creating <name>.claim
+(hard-linked from a complete temporary file: atomic, also on NFS), which holds its host, pid, start time and
+a random token, and removes it after the record. An image claimed by another process is looked at again after
+the rest, every CLAIM_POLL_S, until it is finished (done by another process) or its claim is stale: its
+process is gone (by pid, on this host) or the claim is older than the claim timeout (from any host). Of the
+processes that find a claim stale, only the one that creates .<name>.claim.<token>.taken takes it over.
+Every claim is followed by a second look at the record, so an image finished meanwhile is not done again.
+Under `accelerate launch` or torchrun (WORLD_SIZE > 1), process i of n takes images i, i + n, ... (as
+zsnb.evaluate does) and still claims them, so plain processes can join.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
 import os
+import secrets
+import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +52,9 @@ OVERLAY_ALPHA: float = 0.5  # share of the segment colour in the overlay
 SEGMENT_CMAP: str = "tab20"  # the notebooks' segment colours (zsnb.viz), without importing pyplot
 EXIT_FAILED: int = 1  # some images could not be read
 EXIT_USAGE: int = 2  # bad options, unknown method or backbone (argparse's status)
+CLAIM_TIMEOUT_S: float = 3600.0  # a claim older than this is taken over: far longer than one image takes
+CLAIM_POLL_S: float = 0.5  # how often a process that is through its own images looks at those others hold
+HOST: str = socket.gethostname()
 EXAMPLE = """worked example (offline, on a CPU): the ViT segments the three photos shipped in zsnb/photos,
   python -m zsnb segment --method randomwalk --backbone vit-s zsnb/photos --out runs/photos
 writing runs/photos/astronaut.jpg.labels.png (labels 0..k-1, one per pixel), astronaut.jpg.overlay.png and
@@ -47,9 +66,16 @@ coffee.jpg; running it again skips all three. More:
   python -m zsnb segment --method diffcut --backbone organism --set tau=0.6 --show-params
 Folders are searched recursively for {exts}; other files there are ignored.
 
-exit status: 0 all images segmented (or skipped as done); 1 some files could not be read (named at the end,
-the others are done); 2 bad options, an unknown method or backbone, or OUT holding another run's results;
-130 interrupted (what was finished is kept).
+Many processes may share one OUT, on one machine or on several that see it over NFS: each image is claimed
+before it is segmented, so it is segmented once, and each process waits for the images others hold.
+  accelerate launch --num_processes 8 -m zsnb segment --method diffseg --backbone sd15 my_photos/ --out runs/seg
+shards the images over 8 GPUs; starting `python -m zsnb segment ...` once per GPU (CUDA_VISIBLE_DEVICES=i)
+shares them by claims alone. A claim whose process is gone is taken over: on the same machine at once, from
+another machine when older than --claim-timeout.
+
+exit status: 0 all images segmented (here, earlier or by another process); 1 some files could not be read
+(named at the end, the others are done); 2 bad options, an unknown method or backbone, or OUT holding another
+run's results; 130 interrupted by Ctrl-C or SIGTERM (what was finished is kept).
 methods: {methods}"""
 
 
@@ -70,11 +96,79 @@ def find_images(paths: Sequence[str | Path]) -> dict[str, Path]:
     return found
 
 
+def _process() -> str:
+    """This process as its temporary files name it: <host>-<pid>, unique among running processes."""
+    return f"{HOST}-{os.getpid()}"
+
+
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call write(temporary path), then rename it to `path`: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    """Call write(temporary path), then rename it to `path`: a reader never sees a half-written file, and the
+    temporary name is this process's own, so no other process renames it."""
+    tmp = path.with_name(f".{path.name}.{_process()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:  # an error or Ctrl-C mid-write leaves no temporary file
+        tmp.unlink(missing_ok=True)
+
+
+def _create(path: Path, content: str) -> bool:
+    """Make `path` holding `content` unless it exists, atomically (also on NFS); True if this call made it."""
+    tmp = path.with_name(f".{path.name}.{_process()}.tmp")
+    try:
+        tmp.write_text(content)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # never replaces an existing `path`
+        return tmp.stat().st_nlink == 2  # NFS may answer a retried link that did succeed with EEXIST
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _alive(claim: dict[str, Any]) -> bool | None:
+    """Whether the process that made `claim` is running: known by its pid on this host, else None."""
+    if claim["host"] != HOST or os.name != "posix":  # on Windows os.kill(pid, 0) would end the process
+        return None
+    if claim["pid"] == os.getpid():  # a claim we do not hold with our pid: left by an earlier process
+        return False
+    try:
+        os.kill(claim["pid"], 0)  # signal 0 only asks whether the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        pass
+    return True
+
+
+def _claim(base: Path, timeout: float) -> bool:
+    """Claim the image written at `base` for this process: True if it now holds <base>.claim (see the module)."""
+    path = base.with_name(base.name + ".claim")
+    mine = json.dumps({"host": HOST, "pid": os.getpid(), "time": time.time(), "token": secrets.token_hex(8)})
+    while not _create(path, mine):
+        try:
+            theirs = json.loads(path.read_text())
+        except FileNotFoundError:  # released since we looked: try again
+            continue
+        alive = _alive(theirs)
+        if alive is not False and time.time() - theirs["time"] < timeout:
+            return False
+        # Stale: of the processes that see it so, only the one that makes this marker takes it over. A claim made
+        # since has another token, so a look at the stale one cannot take over the new one.
+        if not _create(path.with_name(f".{path.name}.{theirs['token']}.taken"), mine):
+            return False
+        _write_atomic(path, lambda tmp: tmp.write_text(mine))
+        if alive is False:  # the dead process's temporary files (a live one past the timeout still renames its own)
+            for tmp in base.parent.glob(glob.escape(f".{base.name}.") + f"*.{theirs['host']}-{theirs['pid']}.tmp"):
+                tmp.unlink(missing_ok=True)
+        return True
+    return True
+
+
+def _release(base: Path) -> None:
+    """Remove this process's claim on the image written at `base` and the markers of claims taken over."""
+    path = base.with_name(base.name + ".claim")
+    path.unlink(missing_ok=True)
+    for marker in base.parent.glob(glob.escape(f".{path.name}.") + "*.taken"):
+        marker.unlink(missing_ok=True)
 
 
 def save_labels(labels: torch.Tensor, path: Path) -> None:
@@ -135,31 +229,71 @@ def segment_one(path: Path, base: Path, backbone: Any, settings: dict[str, Any],
     return segments
 
 
+def _segment_claimed(path: Path, base: Path, backbone: Any, settings: dict[str, Any], overrides: dict[str, Any],
+                     timeout: float) -> str | None:
+    """Segment one image unless it is finished or held by another process -> "done", "other" or None (held)."""
+    record = base.with_name(base.name + ".json")
+    if finished(record, settings):
+        return "other"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if not _claim(base, timeout):
+        return None
+    try:
+        if finished(record, settings):  # finished by its last holder between the look and the claim
+            return "other"
+        segment_one(path, base, backbone, settings, overrides)
+        return "done"
+    finally:
+        _release(base)
+
+
+def _shard(device: str | None) -> tuple[int, int, str | torch.device]:
+    """(this process's index, number of processes, device): accelerate's under `accelerate launch` or torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState  # imported here: a plain run needs no accelerate
+
+        state = PartialState(cpu=device == "cpu")
+        return state.process_index, state.num_processes, device or state.device
+    return 0, 1, device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def segment_paths(method: str, backbone: str, paths: Sequence[str | Path], out: str | Path, weights: str = "pretrained",
                   device: str | None = None, overrides: dict[str, Any] | None = None, progress: bool = True,
-                  dtype: str | None = None) -> dict[str, Any]:
-    """Segment every image in `paths` into `out` (see the module docstring) -> {done, skipped, failed: {path: why}}."""
+                  dtype: str | None = None, claim_timeout: float = CLAIM_TIMEOUT_S) -> dict[str, Any]:
+    """Segment every image in `paths` (this process's shard) into `out`, sharing OUT with other processes (see
+    the module docstring) -> {done (here), skipped (done before), other (by another process), failed: {path: why}}.
+
+    Returns when every image is finished or failed: it waits for those other processes hold.
+    """
     images = find_images(paths)
     overrides = overrides or {}
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     registry.family_params(method, family_of(backbone), **overrides)  # bad names or values fail before loading
+    rank, processes, device = _shard(device)
     model = load_backbone(backbone, device=device, dtype=dtype, weights=weights, progress=progress)
     settings = _settings(method, backbone, weights, registry.params(method, model, **overrides).record.as_dict())
     out = Path(out)
-    done, skipped, failed = 0, 0, {}
-    bar = tqdm(images.items(), desc=f"{method} on {backbone}", unit="image", disable=not progress)
-    for name, path in bar:
-        base = out / name
-        if finished(base.with_name(base.name + ".json"), settings):
-            skipped += 1
-            continue
-        try:
-            segment_one(path, base, model, settings, overrides)
-            done += 1
-        except (ImageError, OSError) as err:  # unreadable or corrupt: named at the end, the batch goes on
-            failed[str(path)] = str(err)
-            bar.set_postfix(failed=len(failed))
-    return {"done": done, "skipped": skipped, "failed": failed}
+    names = list(images)[rank::processes]
+    pending = [name for name in names if not finished(out / f"{name}.json", settings)]
+    result: dict[str, Any] = {"done": 0, "skipped": len(names) - len(pending), "other": 0, "failed": {}}
+    bar = tqdm(total=len(names), initial=result["skipped"], desc=f"{method} on {backbone}", unit="image",
+               disable=not progress)
+    while pending:
+        held = []  # claimed by live processes: looked at again after the rest
+        for name in pending:
+            try:
+                outcome = _segment_claimed(images[name], out / name, model, settings, overrides, claim_timeout)
+                if outcome is None:
+                    held.append(name)
+                    continue
+                result[outcome] += 1
+            except (ImageError, OSError) as err:  # unreadable or corrupt: named at the end, the batch goes on
+                result["failed"][str(images[name])] = str(err)
+                bar.set_postfix(failed=len(result["failed"]))
+            bar.update()
+        if held:
+            time.sleep(CLAIM_POLL_S)
+        pending = held
+    return result
 
 
 def _options(parser: argparse.ArgumentParser, backbone_default: str | None) -> None:
@@ -194,6 +328,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         epilog=EXAMPLE.format(exts=" ".join(IMAGE_EXTENSIONS), methods=", ".join(registry.REGISTRY)))
     seg.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders (searched recursively)")
     seg.add_argument("--out", type=Path, help="output folder; rerunning into it skips finished images")
+    seg.add_argument("--claim-timeout", type=float, default=CLAIM_TIMEOUT_S, metavar="SECONDS",
+                     help="take over a claim older than this even when its process may be running (default: "
+                     "%(default).0f; a claim on this machine is taken over as soon as its process is gone)")
     _options(seg, None)
     ev = commands.add_parser(
         "evaluate", help="evaluate a method on a dataset under the papers' protocol",
@@ -237,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     sub = commands[args.command]
     dataset = getattr(args, "dataset", None)
+    # A scheduler's or torchrun's stop (SIGTERM) ends the run as Ctrl-C does: the claim in hand is released.
+    handler = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         overrides = _overrides(sub, args.method, args.assignments)
         if args.show_params:
@@ -254,15 +393,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(evaluate.markdown(result))
             return 0
         result = segment_paths(args.method, args.backbone, args.paths, args.out, args.weights, args.device,
-                               overrides, not args.no_progress, args.dtype)
+                               overrides, not args.no_progress, args.dtype, args.claim_timeout)
     except ZsnbError as err:  # the message says what to fix; a traceback would bury it
         sub.exit(EXIT_USAGE, f"{sub.prog}: error: {err}\n")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         print(f"\ninterrupted: finished images are kept in {args.out}; rerun the same command to continue.",
               file=sys.stderr)
         return 130
-    print(f"{result['done']} segmented, {result['skipped']} already done, {len(result['failed'])} failed "
-          f"-> {args.out}")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    print(f"{result['done']} segmented here, {result['skipped']} already done, {result['other']} done by another "
+          f"process, {len(result['failed'])} failed -> {args.out}")
     for path, why in result["failed"].items():
         print(f"failed: {path}: {why}", file=sys.stderr)
     return EXIT_FAILED if result["failed"] else 0
