@@ -117,3 +117,56 @@ def test_help_shows_a_worked_example_and_evaluate_is_delegated(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["evaluate", "--help"])
     assert exit_info.value.code == 0 and "--dataset" in capsys.readouterr().out
+
+
+def test_label_png_is_a_palette_png_a_viewer_shows_in_colour_and_reads_back_as_labels(tmp_path):
+    labels = torch.arange(12 * 20).reshape(12, 20) % 7
+    cli.save_labels(labels, tmp_path / "few.png")
+    with Image.open(tmp_path / "few.png") as im:
+        assert im.mode == "P"
+        shown = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    colours = {tuple(c) for c in shown}
+    assert len(colours) == 7 and colours == set(cli.SEGMENT_COLOURS[:7])  # one distinct colour per segment
+    assert np.array_equal(cli.read_labels(tmp_path / "few.png"), labels.numpy())
+    many = torch.arange(20 * 30).reshape(20, 30) % 300  # above 256 segments: 16-bit grey, still lossless
+    cli.save_labels(many, tmp_path / "many.png")
+    with Image.open(tmp_path / "many.png") as im:
+        assert im.mode.startswith("I")
+    assert np.array_equal(cli.read_labels(tmp_path / "many.png"), many.numpy())
+
+
+def test_segment_colours_are_tab20_then_distinct():
+    import matplotlib
+
+    tab20 = [tuple(round(255 * v) for v in c) for c in matplotlib.colormaps["tab20"].colors]
+    assert list(cli.SEGMENT_COLOURS[:20]) == tab20 == list(cli.TAB20)
+    assert len(cli.SEGMENT_COLOURS) == 256 == len(set(cli.SEGMENT_COLOURS))
+
+
+def test_overlay_outlines_sit_on_label_boundaries():
+    labels = torch.zeros(24, 30, dtype=torch.long)
+    labels[5:15, 8:20] = 1
+    labels[18:, :] = 2
+    image = torch.full((3, 24, 30), 0.5)
+    out = cli.overlay(image, labels).astype(np.int64)
+    lab = labels.numpy()
+    edge = cli.boundaries(lab)
+    tint = np.asarray(cli.SEGMENT_COLOURS)[lab] / 255
+    blend = ((0.5 * 0.5 + 0.5 * tint) * 255).round()
+    assert np.array_equal(out[~edge], blend[~edge])  # off the outline: the segment colour over the image
+    assert np.array_equal(np.isin(out, (0, 255)).all(-1), edge)  # on it, only there: black or white
+    padded = np.pad(lab, 1, mode="edge")
+    other = ((padded[1:-1, 2:] != lab) | (padded[1:-1, :-2] != lab) | (padded[2:, 1:-1] != lab)
+             | (padded[:-2, 1:-1] != lab))
+    assert edge.any() and not (edge & ~other).any()  # every outline pixel touches another segment
+    right, below = lab[:, :-1] != lab[:, 1:], lab[:-1, :] != lab[1:, :]
+    assert (edge[:, :-1] | edge[:, 1:] | ~right).all() and (edge[:-1] | edge[1:] | ~below).all()  # none missed
+    assert cli.outline_width(512, 512) == 1 and cli.outline_width(3000, 4000) == 8
+
+
+def test_records_say_which_weights_dtype_device_and_sizes(folder, tmp_path):
+    out = tmp_path / "out"
+    run(str(folder / "good.png"), "--out", str(out), "--set", "size=64")
+    record = json.loads((out / "good.png.json").read_text())
+    assert record["weights_id"].startswith("organism sha256:") and record["dtype"] == "float64"
+    assert record["device"] == "cpu" and record["size"] == 64 and record["official_size"] == 32

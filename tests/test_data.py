@@ -108,3 +108,33 @@ def test_roots_finds_dataset_subfolders(tmp_path):
     assert data.roots(tmp_path) == {"voc2012": tmp_path / "voc2012"}
     with pytest.raises(ZsnbError, match="holds none of"):
         data.roots(tmp_path / "voc2012")
+
+
+def test_check_compares_the_curated_list_with_the_published_one(tmp_path, monkeypatch):
+    import hashlib
+
+    root = make_coco(tmp_path, ids=("000000000139", "000000000724"))
+    listed = (root / data.CURATED_LIST).read_bytes()
+    monkeypatch.setattr(data, "CURATED_SHA256", hashlib.sha256(listed).hexdigest())
+    monkeypatch.setattr(data, "CURATED_IDS", (2, "000000000139", "000000000724"))
+    report = data.check("coco-stuff-27", root)
+    assert report.usable and "the list as published" in report.text()
+    (root / data.CURATED_LIST).write_bytes(listed.replace(b"\n", b"\r\n"))  # same ids, other line endings
+    report = data.check("coco-stuff-27", root)
+    assert report.usable and "likely the same list" in report.text()
+    monkeypatch.setattr(data, "CURATED_IDS", (2175, "000000000139", "000000581615"))
+    assert "not the published curated list" in data.check("coco-stuff-27", root).text()
+
+
+def test_check_cityscapes_and_bad_roots(tmp_path):
+    report = data.check("cityscapes-27", make_cityscapes(tmp_path / "city"))
+    assert report.usable and "1 image in 1 city" in report.text() and "has 500" in report.text()
+    (tmp_path / "city/gtFine/val/aachen/aachen_000000_000019_gtFine_labelIds.png").unlink()
+    report = data.check("cityscapes-27", tmp_path / "city")
+    assert not report.usable and "gtFine_trainvaltest.zip" in report.text()
+    assert not data.check("voc2012", tmp_path / "nowhere").usable
+    with pytest.raises(UnknownNameError):
+        data.check("imagenet", tmp_path)
+    with pytest.raises(ZsnbError, match="needs --root"):
+        data.check("voc2012")
+    assert data.check("world").usable

@@ -127,8 +127,10 @@ def test_real_dataset_layout_runs_the_protocol_end_to_end(tmp_path):
     root = make_coco(tmp_path / "coco", ids=("a", "b"))
     res = evaluate.evaluate("diffcut", "organism", "coco-stuff-27", tmp_path / "out", root=root, device="cpu",
                             progress=False)
-    monkey = {**res, "config": {**res["config"], "backbone": "ssd-1b"}}  # as if run on DiffCut's backbone
-    assert "| 49.1 | Couairon" in evaluate.table([monkey])
+    monkey = {**res, "config": {**res["config"], "backbone": "ssd-1b"}}  # as if run on DiffCut's backbone...
+    assert "withheld: the organism's weights; 2 of 2,175 images" in evaluate.table([monkey])
+    comparable = {**monkey, "run": {**res["run"], "weights": "pretrained", "n_official": 2}}  # ...and comparable
+    assert "| 49.1 | Couairon" in evaluate.table([comparable])
     s = res["scores"]
     assert res["complete"] and s["n_images"] == 2 and 0 <= s["miou"] <= 100 and 0 <= s["acc"] <= 100
     rec = json.loads((tmp_path / "out/records-0.jsonl").read_text().splitlines()[0])
@@ -164,3 +166,78 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").glob("records-*.jsonl")) == ["records-0.jsonl",
                                                                                    "records-1.jsonl"]
     assert two["complete"] and two["scores"] == pytest.approx(single["scores"])
+
+
+def _result(**run) -> dict:
+    """A COCO result of DiffSeg on sd14 as `write_results` makes it, with `run` changed."""
+    full = {"weights": "pretrained", "weights_id": "CompVis/stable-diffusion-v1-4 (pretrained)", "family": "sd1",
+            "size": 512, "official_size": 512, "changed": {}, "n_split": 2175, "n_official": 2175,
+            "dtype": "float32", "device": "cuda:0", "processes": 1, **run}
+    n = full.pop("n_images", 2175)
+    result = {"config": {"method": "diffseg", "backbone": "sd14", "dataset": "coco-stuff-27"}, "complete": True,
+              "n_expected": n, "run": full, "scores": {"n_images": n, "miou": 31.0, "acc": 60.0, "segments": 5.0},
+              "paper": evaluate.paper("diffseg", "sd14", "coco-stuff-27")}
+    return {**result, "caveats": evaluate.caveats(result)}
+
+
+def test_a_paper_number_stands_beside_ours_only_for_a_comparable_run():
+    same = evaluate.markdown(_result())
+    assert "| ours | 31.0 |" in same and "| paper | 43.6 | 72.5 |" in same
+    assert "pretrained weights (id: CompVis/stable-diffusion-v1-4" in same and "input 512 px (the official size" in same
+    assert "2,175 of 2,175 images" in same and "float32 on cuda:0" in same
+    for run, label in [({"weights": "random", "weights_id": "sd14 (random)"}, "random weights"),
+                       ({"size": 128}, "128 px, official 512"), ({"n_images": 2}, "2 of 2,175 images"),
+                       ({"changed": {"kl_threshold": [0.9, 1.1]}}, "kl_threshold 0.9, official 1.1")]:
+        text = evaluate.markdown(_result(**run))
+        assert "| paper |" not in text and "43.6 mIoU" in text and "not printed beside this row" in text, run
+        ours = next(line for line in text.splitlines() if line.startswith("| ours"))
+        assert label in ours and "31.0" in ours, run
+        row = evaluate.table([_result(**run)]).splitlines()[-1]
+        assert f"withheld: {label}" in row and "| 43.6 |" not in row, run
+    assert "| 43.6 | Tian" in evaluate.table([_result()])
+    head = evaluate.markdown(_result(weights="random", size=128, n_images=2)).split("\n\n")[1]
+    assert head.startswith("Run: random weights") and "input 128 px (official 512 for sd1)" in head
+    assert "2 of 2,175 images (a subset)" in head
+
+
+def test_results_json_records_the_run_and_config_json_does_not_hold_the_device(tmp_path):
+    res = evaluate.evaluate("diffseg", "organism", "world", tmp_path, limit=2, device="cpu", progress=False,
+                            overrides={"size": 64})
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["run"] == res["run"] and stored["run"]["device"] == "cpu" and stored["run"]["dtype"] == "float64"
+    assert stored["run"]["size"] == 64 and stored["run"]["official_size"] == 32
+    assert stored["run"]["n_official"] == len(world.EVAL_SEEDS) and "64 px, official 32" in stored["caveats"]
+    assert "device" not in json.loads((tmp_path / "config.json").read_text())
+    assert "Run: the organism's weights (id: organism sha256:" in (tmp_path / "results.md").read_text()
+
+
+def test_check_reports_a_usable_coco_layout_and_exits_0(tmp_path, capsys):
+    root = make_coco(tmp_path / "coco", ids=("a", "b"))
+    assert cli.main(["evaluate", "--check", "--dataset", "coco-stuff-27", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "coco-stuff-27 at" in out and ": usable" in out and "2 ids, a .. b" in out
+    assert "2 image/label pairs present" in out and "not the published curated list" in out
+    assert "the split the papers evaluate on has 2,175" in out  # a subset: usable, and said so
+
+
+def test_check_names_what_is_wrong_and_how_to_fix_it_and_exits_2(tmp_path, capsys):
+    from layouts import save
+
+    root = make_coco(tmp_path / "coco", ids=("a", "b", "c"))
+    (root / "annotations/val2017/b.png").unlink()
+    save(root / "annotations/val2017/c.png", np.zeros((20, 30), np.uint8))  # half the image's size
+    (root / "images/val2017/a.jpg").write_bytes(b"not a jpeg")
+    assert cli.main(["evaluate", "--check", "--dataset", "coco-stuff-27", "--root", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "NOT usable (3 problems)" in out
+    assert "1 of 3 label maps missing: annotations/val2017/b.png" in out and "stuffthingmaps_trainval2017.zip" in out
+    assert "c: image 60x40, label 30x20" in out and "header cannot be read" in out and "fix:" in out
+    (root / "curated/val2017/Coco164kFull_Stuff_Coarse_7.txt").unlink()
+    assert cli.main(["evaluate", "--check", "--dataset", "coco-stuff-27", "--root", str(root)]) == 2
+    assert "COCOStuff164kCurated.tar.gz" in capsys.readouterr().out
+
+
+def test_check_reads_voc_and_the_world(tmp_path, capsys):
+    assert cli.main(["evaluate", "--check", "--dataset", "voc2012", "--root", str(make_voc(tmp_path / "voc"))]) == 0
+    assert "1 image/label pair present" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--check"]) == 0 and "no files needed" in capsys.readouterr().out

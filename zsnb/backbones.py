@@ -5,6 +5,9 @@ cache or a local diffusers folder, never downloading unless `download=True`; `we
 same architecture from the configs shipped in `zsnb/configs/` with seeded random weights, offline (the
 structural test bed and the untrained control); `"organism"` is the project's own small model, trained
 on `zsnb.world` and shipped in the package.
+
+diffusers (and zsnb.extract, which needs it) is imported by the functions that build or run a UNet, not at
+import time: the name tables (SPECS, KNOWN_NAMES, `family_of`) serve `python -m zsnb ... --help` without it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from zsnb import extract, vit
+from zsnb import vit
 from zsnb.errors import UnknownNameError, WeightsUnavailable, ZsnbError
-from zsnb.extract import add_seeded_noise, resolve_tap
 from zsnb.protocol import Capture, Needs
+
+if TYPE_CHECKING:  # imported where a UNet is built or run (see the module docstring)
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "fp64": torch.float64, "float32": torch.float32,
@@ -50,6 +55,7 @@ SPECS: dict[str, Spec] = {
     "sdxl": Spec("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, "sdxl"),
 }
 KNOWN_NAMES = (*SPECS, "organism", *vit.NAMES)
+
 
 @dataclass
 class Conditioning:
@@ -129,6 +135,8 @@ class Backbone:
 
     def tap_shape(self, tap: str) -> tuple[int, int]:
         """(map side at the native input, channels) of a feature tap (an alias or an attention layer name)."""
+        from zsnb.extract import resolve_tap
+
         layer = resolve_tap(self.unet, tap)
         side = next(s for kind in ("self", "cross") for s, names in self.attention_layers(kind).items()
                     if layer in names)
@@ -137,13 +145,15 @@ class Backbone:
     @torch.no_grad()
     def capture(self, images: torch.Tensor, needs: Needs) -> Capture:
         """(N, 3, S, S) in [0, 1] -> one UNet batch holding every timestep (and one per noise draw), recorded."""
+        from zsnb import extract
+
         ts = _check_timesteps(self.scheduler.config.num_train_timesteps, needs.timesteps)
         side = images.shape[-1]
         multiple = self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)  # every downsample divides
         if side <= 0 or side % multiple or images.shape[-2] != side:
             raise ZsnbError(f"size={side} must be a positive multiple of {multiple} for this UNet; "
                             f"its native size is {self.resolution}.")
-        taps = {tap: resolve_tap(self.unet, tap) for tap in needs.features}
+        taps = {tap: extract.resolve_tap(self.unet, tap) for tap in needs.features}
         chosen = {kind: [n for res, names in self.attention_layers(kind).items()
                          if needs.resolutions is None or res in needs.resolutions for n in names]
                   for kind in ("self", "cross")}
@@ -159,7 +169,7 @@ class Backbone:
         maps: dict[str, torch.Tensor] = {}
         outputs: dict[str, torch.Tensor] = {}
         for draw in range(needs.draws):
-            x_t = add_seeded_noise(self.scheduler, x, t, needs.seed + draw) if needs.noise == "seeded" else x
+            x_t = extract.add_seeded_noise(self.scheduler, x, t, needs.seed + draw) if needs.noise == "seeded" else x
             got_maps, got_outputs = extract.record(self.unet, x_t, t, cond, map_layers, set(taps.values()),
                                                    needs.stop_after, needs.block)
             for got, total in ((got_maps, maps), (got_outputs, outputs)):
@@ -338,6 +348,7 @@ def _check_local_folder(path: Path) -> None:
 
 def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch.dtype, download: bool) -> tuple:
     """UNet, VAE, scheduler, prompt encoder from a hub id (cached) or a local diffusers folder."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     kw = {"local_files_only": not download}
@@ -371,6 +382,7 @@ def _load_pretrained(source: str, spec: Spec, device: torch.device, dtype: torch
 
 def _build_random(spec: Spec, device: torch.device, dtype: torch.dtype, seed: int) -> tuple:
     """The same architecture from the shipped configs, with seeded random weights (no download)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     folder = CONFIG_DIR / str(spec.random_config)

@@ -1,8 +1,10 @@
 """The command line: `python -m zsnb segment ...` segments a user's own images; `python -m zsnb evaluate ...`
 runs `zsnb.evaluate`. See `python -m zsnb segment --help`.
 
-For each image, OUT holds <name>.labels.png (the label map, lossless: uint8, or uint16 above 255 segments),
-<name>.overlay.png (segments over the image) and <name>.json (the record), where <name> is the image's path
+For each image, OUT holds <name>.labels.png (the label map, lossless: a palette PNG whose index at each pixel is
+its label 0..k-1 and whose palette is SEGMENT_COLOURS, so a viewer shows the segments in colour; above 256
+segments a 16-bit grey PNG, which holds the labels but looks black), <name>.overlay.png (segments over the
+image, outlined) and <name>.json (the record), where <name> is the image's path
 relative to the folder it was found in (or its file name when given directly), extension kept. Every file is
 written to a temporary name of this process's own (.<file>.<host>-<pid>.tmp) and renamed, the record last: a
 record marks a finished image, so a rerun skips it and an interrupted run (Ctrl-C, SIGKILL) loses only the
@@ -17,6 +19,9 @@ processes that find a claim stale, only the one that creates .<name>.claim.<toke
 Every claim is followed by a second look at the record, so an image finished meanwhile is not done again.
 Under `accelerate launch` or torchrun (WORLD_SIZE > 1), process i of n takes images i, i + n, ... (as
 zsnb.evaluate does) and still claims them, so plain processes can join.
+
+The parsers need only names (methods, backbones, datasets), so `--help` imports no diffusers, matplotlib or
+onnxruntime; a command imports them when it loads a model.
 """
 
 from __future__ import annotations
@@ -35,21 +40,44 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from zsnb import registry
-from zsnb.backbones import KNOWN_NAMES, family_of, load_backbone
+from zsnb.backbones import KNOWN_NAMES, family_of, load_backbone  # diffusers is imported when a UNet is loaded
 from zsnb.errors import ImageError, ZsnbError
 from zsnb.images import image_tensor
 from zsnb.parameters import parse
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 OVERLAY_ALPHA: float = 0.5  # share of the segment colour in the overlay
-SEGMENT_CMAP: str = "tab20"  # the notebooks' segment colours (zsnb.viz), without importing pyplot
+# matplotlib's tab20, as 0..255 RGB (its exact values: each is k / 255), so no matplotlib import is needed.
+TAB20: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44), (152, 223, 138),
+    (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213), (140, 86, 75), (196, 156, 148),
+    (227, 119, 194), (247, 182, 210), (127, 127, 127), (199, 199, 199), (188, 189, 34), (219, 219, 141),
+    (23, 190, 207), (158, 218, 229))
+
+
+def _segment_colours(n: int = 256) -> tuple[tuple[int, int, int], ...]:
+    """tab20, then distinct colours by golden-ratio steps of hue at three saturation/value levels, n in all."""
+    import colorsys
+
+    colours = list(TAB20)
+    k = 0
+    while len(colours) < n:
+        level = (k // 7) % 3
+        rgb = colorsys.hsv_to_rgb((k * 0.6180339887) % 1.0, (0.9, 0.6, 0.75)[level], (0.85, 1.0, 0.6)[level])
+        colour = tuple(round(255 * c) for c in rgb)
+        if colour not in colours:
+            colours.append(colour)
+        k += 1
+    return tuple(colours)
+
+
+SEGMENT_COLOURS: tuple[tuple[int, int, int], ...] = _segment_colours()  # label i -> colour i (mod 256)
 EXIT_FAILED: int = 1  # some images could not be read
 EXIT_USAGE: int = 2  # bad options, unknown method or backbone (argparse's status)
 CLAIM_TIMEOUT_S: float = 3600.0  # a claim older than this is taken over: far longer than one image takes
@@ -172,25 +200,52 @@ def _release(base: Path) -> None:
 
 
 def save_labels(labels: torch.Tensor, path: Path) -> None:
-    """(H, W) labels 0..k-1 -> lossless PNG: 8-bit, or 16-bit above 255 labels."""
+    """(H, W) labels 0..k-1 -> lossless PNG: a palette PNG (index = label, colours SEGMENT_COLOURS) up to 256
+    labels, so any viewer shows the segments; above that a 16-bit grey PNG (lossless, but it looks black)."""
     arr = labels.cpu().numpy()
     if arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max:
         raise ZsnbError(f"labels span {arr.min()}..{arr.max()}; a PNG label map holds 0..65535.")
-    dtype = np.uint8 if arr.max() <= np.iinfo(np.uint8).max else np.uint16
-    _write_atomic(path, lambda tmp: Image.fromarray(arr.astype(dtype)).save(tmp, format="PNG"))
+    if arr.max() <= np.iinfo(np.uint8).max:
+        image = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.astype(np.uint8).tobytes())
+        image.putpalette([c for colour in SEGMENT_COLOURS for c in colour])
+    else:
+        image = Image.fromarray(arr.astype(np.uint16))
+    _write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def read_labels(path: str | Path) -> np.ndarray:
-    """A label PNG written by `save_labels` -> (H, W) int64 labels."""
+    """A label PNG written by `save_labels` -> (H, W) int64 labels (a palette PNG's indices, not its colours)."""
     with Image.open(path) as im:
         return np.asarray(im).astype(np.int64)
 
 
+def boundaries(labels: np.ndarray, width: int = 1) -> np.ndarray:
+    """(H, W) labels -> (H, W) bool, True where a pixel's right or lower neighbour has another label: a line on one
+    side of every boundary between segments, widened to `width` pixels towards the upper left."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    line = edge.copy()
+    for step in range(1, width):
+        line[:, :-step] |= edge[:, step:]
+        line[:-step, :] |= edge[step:, :]
+    return line
+
+
+def outline_width(height: int, width: int) -> int:
+    """Outline width in pixels: 1 below 768 pixels on the long side, one more for each further 512."""
+    return 1 + max(0, max(height, width) - 256) // 512
+
+
 def overlay(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """(3, H, W) image in [0, 1], (H, W) labels -> (H, W, 3) uint8: segment colours blended over the image."""
-    colours = matplotlib.colormaps[SEGMENT_CMAP].colors  # 20 RGB triples in [0, 1]
-    tint = np.asarray(colours)[labels.cpu().numpy() % len(colours)]  # (H, W, 3)
+    """(3, H, W) image in [0, 1], (H, W) labels -> (H, W, 3) uint8: segment colours blended over the image, and
+    each segment's outline (`boundaries`) drawn in black or white, whichever contrasts with the pixel under it."""
+    lab = labels.cpu().numpy()
+    tint = np.asarray(SEGMENT_COLOURS, dtype=np.float64)[lab % len(SEGMENT_COLOURS)] / 255  # (H, W, 3)
     mixed = (1 - OVERLAY_ALPHA) * image.permute(1, 2, 0).numpy() + OVERLAY_ALPHA * tint
+    edge = boundaries(lab, outline_width(*lab.shape))
+    luminance = mixed @ np.array([0.299, 0.587, 0.114])
+    mixed[edge] = np.where(luminance[edge, None] > 0.5, 0.0, 1.0)
     return (mixed * 255).round().clip(0, 255).astype(np.uint8)
 
 
@@ -212,8 +267,20 @@ def finished(record_path: Path, settings: dict[str, Any]) -> bool:
     return True
 
 
-def segment_one(path: Path, base: Path, backbone: Any, settings: dict[str, Any], overrides: dict[str, Any]) -> int:
-    """Segment one image file and write its label map, overlay and record (last); returns the segment count."""
+def run_fields(method: str, backbone: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a record says of the model it was made with, beyond the settings a rerun must match: the weights'
+    id, dtype and device (they may differ between processes sharing OUT), the input size used and the official
+    one (the method's for this backbone family, without --set)."""
+    return {"weights_id": backbone.weights_id, "dtype": str(backbone.dtype).removeprefix("torch."),
+            "device": str(backbone.device), "size": registry.params(method, backbone, **overrides).record.size,
+            "official_size": registry.params(method, backbone).record.size}
+
+
+def segment_one(path: Path, base: Path, backbone: Any, settings: dict[str, Any], overrides: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> int:
+    """Segment one image file and write its label map, overlay and record (last); returns the segment count.
+
+    extra: more fields for the record (`run_fields`)."""
     image = image_tensor(path)  # ImageError for an unreadable or corrupt file
     start = time.perf_counter()
     labels = registry.segment(settings["method"], backbone, image, **overrides)
@@ -223,14 +290,14 @@ def segment_one(path: Path, base: Path, backbone: Any, settings: dict[str, Any],
     _write_atomic(base.with_name(base.name + ".overlay.png"),
                   lambda tmp: Image.fromarray(overlay(image, labels)).save(tmp, format="PNG"))
     segments = int(labels.unique().numel())
-    record = {**settings, "image": str(path), "height": int(labels.shape[0]), "width": int(labels.shape[1]),
-              "segments": segments, "seconds": round(seconds, 4)}
+    record = {**settings, **(extra or {}), "image": str(path), "height": int(labels.shape[0]),
+              "width": int(labels.shape[1]), "segments": segments, "seconds": round(seconds, 4)}
     _write_atomic(base.with_name(base.name + ".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     return segments
 
 
 def _segment_claimed(path: Path, base: Path, backbone: Any, settings: dict[str, Any], overrides: dict[str, Any],
-                     timeout: float) -> str | None:
+                     timeout: float, extra: dict[str, Any] | None = None) -> str | None:
     """Segment one image unless it is finished or held by another process -> "done", "other" or None (held)."""
     record = base.with_name(base.name + ".json")
     if finished(record, settings):
@@ -241,7 +308,7 @@ def _segment_claimed(path: Path, base: Path, backbone: Any, settings: dict[str, 
     try:
         if finished(record, settings):  # finished by its last holder between the look and the claim
             return "other"
-        segment_one(path, base, backbone, settings, overrides)
+        segment_one(path, base, backbone, settings, overrides, extra)
         return "done"
     finally:
         _release(base)
@@ -271,6 +338,7 @@ def segment_paths(method: str, backbone: str, paths: Sequence[str | Path], out: 
     rank, processes, device = _shard(device)
     model = load_backbone(backbone, device=device, dtype=dtype, weights=weights, progress=progress)
     settings = _settings(method, backbone, weights, registry.params(method, model, **overrides).record.as_dict())
+    extra = run_fields(method, model, overrides)
     out = Path(out)
     names = list(images)[rank::processes]
     pending = [name for name in names if not finished(out / f"{name}.json", settings)]
@@ -281,7 +349,8 @@ def segment_paths(method: str, backbone: str, paths: Sequence[str | Path], out: 
         held = []  # claimed by live processes: looked at again after the rest
         for name in pending:
             try:
-                outcome = _segment_claimed(images[name], out / name, model, settings, overrides, claim_timeout)
+                outcome = _segment_claimed(images[name], out / name, model, settings, overrides, claim_timeout,
+                                           extra)
                 if outcome is None:
                     held.append(name)
                     continue
@@ -296,9 +365,10 @@ def segment_paths(method: str, backbone: str, paths: Sequence[str | Path], out: 
     return result
 
 
-def _options(parser: argparse.ArgumentParser, backbone_default: str | None) -> None:
+def _options(parser: argparse.ArgumentParser, backbone_default: str | None, method_required: bool = True) -> None:
     """The options `segment` and `evaluate` share."""
-    parser.add_argument("--method", required=True, help="a registered method: " + ", ".join(registry.REGISTRY))
+    parser.add_argument("--method", required=method_required, help="a registered method: "
+                        + ", ".join(registry.REGISTRY) + ("" if method_required else " (required unless --check)"))
     parser.add_argument("--backbone", required=backbone_default is None, default=backbone_default,
                         help=", ".join(KNOWN_NAMES) + " or a local diffusers folder"
                         + (f" (default: {backbone_default})" if backbone_default else ""))
@@ -341,7 +411,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     ev.add_argument("--root", help="dataset folder (layouts below); not needed for the world")
     ev.add_argument("--out", type=Path, help="results folder; rerunning into it resumes")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
-    _options(ev, "organism")
+    ev.add_argument("--check", action="store_true",
+                    help="check the dataset folder (--dataset, --root) in seconds and exit: files present, image/label "
+                    "pairs of the same size, the count against the published split, the curated list's checksum; "
+                    "exit 0 when usable, 2 with what is wrong and how to fix it")
+    _options(ev, "organism", method_required=False)
     return parser, {"segment": seg, "evaluate": ev}
 
 
@@ -377,6 +451,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A scheduler's or torchrun's stop (SIGTERM) ends the run as Ctrl-C does: the claim in hand is released.
     handler = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        if getattr(args, "check", False):
+            from zsnb import data
+
+            report = data.check(args.dataset, args.root)
+            print(report.text())
+            return 0 if report.usable else EXIT_USAGE
+        if args.method is None:
+            sub.error("the following arguments are required: --method (or --check)")
         overrides = _overrides(sub, args.method, args.assignments)
         if args.show_params:
             _show_params(args.method, args.backbone, None if dataset == "world" else dataset, overrides)

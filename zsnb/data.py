@@ -14,12 +14,17 @@ Label conventions: COCO-Stuff's stuffthingmaps hold fine ids 0..181 (COCO catego
 since matching is by Hungarian assignment); Cityscapes' labelIds 7..33 become 0..26, the rest is ignored;
 VOC keeps its 21 classes (0 = background) and, as in DiffCut's conversion, the 255 void border becomes
 background. World scenes are square already and their classes are the scene's own objects.
+
+`check(name, root)` (`python -m zsnb evaluate --check --dataset D --root R`) looks at a folder in seconds
+before a long run: every listed image and label present, each pair the same size (read from the file headers),
+the count against the published split (`SPLIT_SIZES`) and, for COCO-Stuff-27, the curated list's checksum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,22 @@ from zsnb.errors import UnknownNameError, ZsnbError
 from zsnb.images import center_crop
 
 IGNORE: int = 255
+CURATED_LIST: str = "curated/val2017/Coco164kFull_Stuff_Coarse_7.txt"  # COCO-Stuff-27's list, under ROOT
+# Where the curated list comes from: IIC (Ji et al., ICCV 2019) published its curated COCO-Stuff id lists as one
+# archive, named in github.com/xu-ji/IIC, datasets/README.txt; PiCIE and STEGO read the same curated/ folder, and
+# DiffSeg's repository ships a copy of this one list (google/diffseg, data/coco/Coco164kFull_Stuff_Coarse_7.txt).
+CURATED_SOURCE: str = ("https://www.robots.ox.ac.uk/~xuji/datasets/COCOStuff164kCurated.tar.gz (IIC's curated lists: "
+                       "untar it, move its curated/ folder to ROOT), or the copy in github.com/google/diffseg, "
+                       "data/coco/Coco164kFull_Stuff_Coarse_7.txt, saved as ROOT/" + CURATED_LIST)
+# The list as DiffSeg's repository stores it (commit 77ea596): 2,175 ids in ascending order, one per line, LF
+# endings with a final newline, 28,275 bytes. Its sha256 was computed over those bytes as read through a code
+# index, not over a download of IIC's archive, whose copy may differ in line endings; `check` compares the
+# checksum and, when it differs, the ids themselves (count, first, last).
+CURATED_SHA256: str = "7c629734c88f1a74bba6311e01d4d9fe976df84f07cb4fc86452ce5116e51655"
+CURATED_IDS: tuple[int, str, str] = (2175, "000000000139", "000000581615")  # count, first, last
+# Images in the split each paper evaluates on (docs/reference.md#datasets); the world's: its held-out scenes.
+SPLIT_SIZES: dict[str, int] = {"coco-stuff-27": 2175, "cityscapes-27": 500, "voc2012": 1449,
+                               "world": len(world.EVAL_SEEDS)}
 
 LAYOUTS: dict[str, str] = {
     "coco-stuff-27": (
@@ -202,7 +223,7 @@ def _ids_from(list_file: Path, dataset: str, root: Path) -> tuple[str, ...]:
 def coco_stuff27(root: str | Path) -> Dataset:
     """COCO-Stuff-27 on the curated 2,175 val2017 images (DiffSeg and DiffCut's split)."""
     root, name = Path(root), "coco-stuff-27"
-    ids = _ids_from(root / "curated/val2017/Coco164kFull_Stuff_Coarse_7.txt", name, root)
+    ids = _ids_from(root / CURATED_LIST, name, root)
     return Dataset(name, ids, lambda i: _labelled(name, root, i, root / f"images/val2017/{i}.jpg",
                                                     root / f"annotations/val2017/{i}.png", COCO_LUT),
                    len(COCO_COARSE), tuple(COCO_COARSE))
@@ -274,6 +295,175 @@ def roots(data_root: str | Path | None) -> dict[str, Path | None]:
         raise ZsnbError(f"data_root {base} holds none of {sorted(DATASETS)}; put each dataset in a subfolder "
                         "of that name, laid out as zsnb.data.LAYOUTS describes.")
     return found
+
+
+@dataclass
+class CheckReport:
+    """What `check` found: one line per thing looked at, the problems (each with how to fix it) and notes."""
+
+    dataset: str
+    root: Path | None
+    found: list[str] = field(default_factory=list)  # what is there and fine
+    notes: list[str] = field(default_factory=list)  # usable, but worth knowing (e.g. a subset of the split)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (what is wrong, how to fix it)
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        where = f" at {self.root}" if self.root is not None else ""
+        n = len(self.problems)
+        state = "usable" if self.usable else f"NOT usable ({n} problem{'s' * (n > 1)})"
+        lines = [f"{self.dataset}{where}: {state}"]
+        lines += [f"  ok    {line}" for line in self.found]
+        lines += [f"  note  {line}" for line in self.notes]
+        for what, fix in self.problems:
+            lines += [f"  FAIL  {what}", f"        fix: {fix}"]
+        if self.problems:
+            lines.append("expected layout under ROOT:\n    " + LAYOUTS[self.dataset].replace("\n", "\n    "))
+        return "\n".join(lines)
+
+
+_EXAMPLES = 3  # problems name at most this many files
+
+
+def _n(count: int, noun: str) -> str:
+    """"1 image", "2,175 images"."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def _names(paths: Sequence[str]) -> str:
+    return ", ".join(paths[:_EXAMPLES]) + (f" and {len(paths) - _EXAMPLES:,} more" if len(paths) > _EXAMPLES else "")
+
+
+def _header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and mode of an image from its header only (PIL decodes no pixels until asked)."""
+    with Image.open(path) as im:
+        return im.size, im.mode
+
+
+def _check_list(report: CheckReport, root: Path, rel: str, fix: str) -> tuple[str, ...] | None:
+    """Read an id list under root; its count against the published split, duplicates, and (COCO) its checksum."""
+    path = root / rel
+    if not path.is_file():
+        report.problems.append((f"{rel} is missing", fix))
+        return None
+    raw = path.read_bytes()
+    ids = tuple(line.strip() for line in raw.decode(errors="replace").splitlines() if line.strip())
+    expected = SPLIT_SIZES[report.dataset]
+    if not ids:
+        report.problems.append((f"{rel} lists no ids", fix))
+        return None
+    dupes = len(ids) - len(set(ids))
+    line = f"{rel}: {len(ids):,} ids, {ids[0]} .. {ids[-1]}"
+    if rel == CURATED_LIST:
+        digest = hashlib.sha256(raw).hexdigest()
+        same_ids = (len(ids), ids[0], ids[-1]) == CURATED_IDS
+        if digest == CURATED_SHA256:
+            line += f"; sha256 {digest[:12]}.., the list as published (DiffSeg's copy)"
+        elif same_ids and len(set(ids)) == len(ids):
+            line += f"; sha256 {digest[:12]}.. differs from DiffSeg's copy (line endings?), same count and end ids"
+            report.notes.append(f"{rel}: not byte-identical to the copy zsnb records ({CURATED_SHA256[:12]}..); its "
+                                "count and first and last ids agree, so it is likely the same list")
+        else:
+            report.notes.append(f"{rel} is not the published curated list (sha256 {digest[:12]}.., expected "
+                                f"{CURATED_SHA256[:12]}..: {CURATED_IDS[0]:,} ids, {CURATED_IDS[1]} .. "
+                                f"{CURATED_IDS[2]}); for the papers' split get {CURATED_SOURCE}")
+    report.found.append(line)
+    if dupes:
+        report.problems.append((f"{rel} repeats {dupes:,} ids", f"remove the repeated lines, or get it again: {fix}"))
+    if len(ids) != expected:
+        report.notes.append(f"{len(ids):,} ids, but the split the papers evaluate on has {expected:,}: results on "
+                            "this folder are labelled a subset and never set beside a published number")
+    return ids
+
+
+def _check_pairs(report: CheckReport, root: Path, pairs: Sequence[tuple[str, Path, Path]], fixes: tuple[str, str]
+                 ) -> None:
+    """Every (item, image, label) present and readable, labels single-channel, each pair of the same size."""
+    rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    no_image = [rel(i) for _, i, _ in pairs if not i.is_file()]
+    no_label = [rel(lab) for _, _, lab in pairs if not lab.is_file()]
+    for what, missing, fix in (("images", no_image, fixes[0]), ("label maps", no_label, fixes[1])):
+        if missing:
+            report.problems.append((f"{len(missing):,} of {len(pairs):,} {what} missing: {_names(missing)}", fix))
+    unreadable, colour, unequal, checked = [], [], [], 0
+    for item, image, label in pairs:
+        if not (image.is_file() and label.is_file()):
+            continue
+        try:
+            (size, _), (label_size, mode) = _header(image), _header(label)
+        except (OSError, SyntaxError) as err:
+            unreadable.append(f"{item} ({type(err).__name__})")
+            continue
+        checked += 1
+        if mode not in ("L", "P", "I", "I;16"):
+            colour.append(f"{rel(label)} ({mode})")
+        if size != label_size:
+            unequal.append(f"{item}: image {size[0]}x{size[1]}, label {label_size[0]}x{label_size[1]}")
+    if unreadable:
+        report.problems.append((f"{len(unreadable):,} files whose header cannot be read (corrupt or not images): "
+                                f"{_names(unreadable)}", "re-extract them from the original archive"))
+    if colour:
+        report.problems.append((f"{len(colour):,} label maps that are not single-channel: {_names(colour)}",
+                                "use the dataset's own label PNGs (class ids, one channel), not colour renderings"))
+    if unequal:
+        report.problems.append((f"{_n(len(unequal), 'image/label pair')} of different sizes: {_names(unequal)}",
+                                "image and label must be the same picture at the same size; re-extract both from "
+                                "the original archives (resized copies do not score)"))
+    if checked:
+        report.found.append(f"{_n(checked, 'image/label pair')} present and readable, labels single-channel, "
+                            f"{checked - len(unequal):,} of them the same size (headers read, no pixels decoded)")
+
+
+def check(name: str, root: str | Path | None = None) -> CheckReport:
+    """Look at a dataset folder before a long run, in seconds: the files `load_dataset(name, root)` will read,
+    each image/label pair's size from the headers, the count against SPLIT_SIZES, the curated list's checksum."""
+    if name == "world":
+        report = CheckReport(name, None)
+        report.found.append(f"no files needed: {SPLIT_SIZES['world']:,} held-out scenes drawn from world.EVAL_SEEDS")
+        return report
+    if name not in DATASETS:
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {sorted([*DATASETS, 'world'])}.")
+    if root is None:
+        raise ZsnbError(f"--check --dataset {name} needs --root, the folder laid out as:\n{LAYOUTS[name]}")
+    root = Path(root)
+    report = CheckReport(name, root)
+    if not root.is_dir():
+        report.problems.append((f"{root} is not a folder", "give --root the folder that holds the layout below"))
+        return report
+    if name == "coco-stuff-27":
+        ids = _check_list(report, root, CURATED_LIST, f"download {CURATED_SOURCE}")
+        pairs = [(i, root / f"images/val2017/{i}.jpg", root / f"annotations/val2017/{i}.png") for i in ids or ()]
+        fixes = ("unzip val2017.zip (images.cocodataset.org/zips/val2017.zip) into ROOT/images/",
+                 "unzip stuffthingmaps_trainval2017.zip (github.com/nightrome/cocostuff) into ROOT/annotations/")
+    elif name == "voc2012":
+        ids = _check_list(report, root, "ImageSets/Segmentation/val.txt",
+                          "extract VOCtrainval_11-May-2012.tar and give its VOCdevkit/VOC2012 folder as ROOT")
+        pairs = [(i, root / f"JPEGImages/{i}.jpg", root / f"SegmentationClass/{i}.png") for i in ids or ()]
+        fixes = ("extract VOCtrainval_11-May-2012.tar; ROOT is its VOCdevkit/VOC2012 folder",) * 2
+    else:  # cityscapes-27: the val images found are the list
+        folder = root / "leftImg8bit/val"
+        found = sorted(folder.glob("*/*_leftImg8bit.png")) if folder.is_dir() else []
+        if not found:
+            report.problems.append((f"no leftImg8bit/val/<city>/*_leftImg8bit.png under {root}",
+                                    "unzip leftImg8bit_trainvaltest.zip (cityscapes-dataset.com) into ROOT"))
+        else:
+            cities = len({p.parent for p in found})
+            where = "1 city" if cities == 1 else f"{cities} cities"
+            report.found.append(f"leftImg8bit/val: {_n(len(found), 'image')} in {where}")
+            if len(found) != SPLIT_SIZES[name]:
+                report.notes.append(f"{len(found):,} images, but the split the papers evaluate on has "
+                                    f"{SPLIT_SIZES[name]:,}: results on this folder are labelled a subset and never "
+                                    "set beside a published number")
+        ids = [str(p.relative_to(folder))[: -len("_leftImg8bit.png")] for p in found]
+        pairs = [(i, folder / f"{i}_leftImg8bit.png", root / f"gtFine/val/{i}_gtFine_labelIds.png") for i in ids]
+        fixes = ("unzip leftImg8bit_trainvaltest.zip into ROOT",
+                 "unzip gtFine_trainvaltest.zip into ROOT (the *_gtFine_labelIds.png files)")
+    if pairs:
+        _check_pairs(report, root, pairs, fixes)
+    return report
 
 
 def prepare(sample: Sample, image_size: int, label_size: int, shrink: int = 0

@@ -9,11 +9,17 @@ official ones, with the paper's per-dataset settings, for real backbones) and th
 (`zsnb.data.prepare`: the method's input size, label size and crop). Every finished image is appended as
 one JSON line to OUT/records-<rank>.jsonl (written in one call, flushed, fsynced), so an interrupted run
 loses at most the images in flight and a rerun with the same OUT resumes with the rest. When every image
-is done, the main process merges all record files into OUT/results.json and OUT/results.md, the paper's
-number beside ours.
+is done, the main process merges all record files into OUT/results.json and OUT/results.md.
 OUT/config.json records the method, backbone, dataset, weights, dtype and parameters; resuming with any of
 them changed is refused, so records of two models never mix. `--weights random` runs a backbone's
 architecture with random weights, offline.
+
+results.md (and `table`) say what was run: the weights (random, pretrained or the organism's, with their id),
+the input size against the method's official one on that backbone family, any other parameter changed from
+the official value, the number of images against the full split, dtype and device. The paper's number is
+printed beside ours only for a comparable run (pretrained weights, official parameters, the whole split);
+otherwise it is withheld, with a sentence that says what differs. `python -m zsnb evaluate --check --dataset D
+--root R` checks a dataset folder in seconds before a long run (`zsnb.data.check`).
 Across nodes (`accelerate launch --num_machines ...`), OUT must be on a filesystem every node sees.
 On a CPU-only machine, `accelerate launch --multi_gpu --num_processes 2 ... --device cpu` runs 2 processes.
 
@@ -149,46 +155,133 @@ def summarise(records: Sequence[dict], dataset: data.Dataset) -> dict[str, Any]:
                                                                                            strict=True)}}
 
 
-def write_results(out: Path, config: dict, dataset: data.Dataset, n_expected: int) -> dict[str, Any]:
-    """Merge every record in OUT into results.json and results.md; returns the results."""
+def write_results(out: Path, config: dict, dataset: data.Dataset, n_expected: int,
+                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge every record in OUT into results.json and results.md; returns the results.
+
+    run: what `describe_run` says of this run (weights, sizes, split, dtype, device); stored in results.json,
+    not in config.json, since the device differs from process to process.
+    """
     records = [r for i, r in sorted(read_records(out).items()) if i < n_expected]
     result = {"config": config, "complete": len(records) == n_expected, "n_expected": n_expected,
-              "scores": summarise(records, dataset),
+              "run": dict(run) if run is not None else None, "scores": summarise(records, dataset),
               "paper": paper(config["method"], config["backbone"], config["dataset"]),
               "seconds_per_image": float(np.median([r["seconds"] for r in records])) if records else None}
+    result["caveats"] = caveats(result)
+    result["comparable"] = result["paper"] is not None and not result["caveats"]
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "results.md").write_text(markdown(result) + "\n")
     return result
 
 
+def describe_run(method: str, model: Backbone, dataset: str, n_split: int, processes: int = 1,
+                 **overrides: Any) -> dict[str, Any]:
+    """What a run is, beside its scores: weights (kind and id), input size against the official one (the
+    method's record for this backbone family and dataset, without overrides), every other parameter changed
+    from its official value, the split's size (published, and as listed under ROOT), dtype and device."""
+    as_json = lambda record: json.loads(json.dumps(record.as_dict()))  # noqa: E731 (tuples as lists)
+    resolved = as_json(registry.params(method, model, dataset, **overrides).record)
+    official = as_json(registry.params(method, model, dataset).record)
+    return {"weights": getattr(model, "weights", "pretrained"), "weights_id": model.weights_id,
+            "family": model.family, "size": resolved["size"], "official_size": official["size"],
+            "changed": {k: [v, official[k]] for k, v in resolved.items() if k != "size" and v != official[k]},
+            "n_split": n_split, "n_official": data.SPLIT_SIZES.get(dataset, n_split),
+            "dtype": str(model.dtype).removeprefix("torch."), "device": str(model.device), "processes": processes}
+
+
+_WEIGHTS = {"random": "random weights", "pretrained": "pretrained weights", "trained": "the organism's weights"}
+
+
+def caveats(result: Mapping[str, Any]) -> list[str]:
+    """Why a result is not comparable with a published number, one phrase each (empty when it is): weights
+    other than pretrained, a non-official input size or parameter, a subset of the split, an incomplete run."""
+    run, n = result.get("run"), result["scores"]["n_images"]
+    if not run:
+        return ["run details not recorded"]
+    out = [] if run["weights"] == "pretrained" else [_WEIGHTS.get(run["weights"], f"{run['weights']} weights")]
+    if run["size"] != run["official_size"]:
+        out.append(f"{run['size']} px, official {run['official_size']}")
+    out += [f"{k} {v}, official {o}" for k, (v, o) in run["changed"].items()]
+    if n < run["n_official"]:
+        out.append(f"{n:,} of {run['n_official']:,} images")
+    if not result["complete"]:
+        out.append("incomplete")
+    return out
+
+
+def run_line(result: Mapping[str, Any], size: bool = True) -> str:
+    """One sentence on how a result was made: weights and their id, input size against the official one (if
+    `size`), images of the split, dtype and device, parameters changed from the official values."""
+    run, n = result.get("run"), result["scores"]["n_images"]
+    if not run:
+        return "Run: not recorded (results written before zsnb recorded weights, sizes, dtype and device)."
+    parts = [f"{_WEIGHTS.get(run['weights'], run['weights'] + ' weights')} (id: {run['weights_id']})"]
+    if size:
+        official = run["official_size"]
+        parts.append(f"input {run['size']} px (" + ("the official size" if run["size"] == official else
+                                                     f"official {official}") + f" for {run['family']})")
+    unit = "scenes" if result["config"]["dataset"] == "world" else "images"
+    parts.append(f"{n:,} of {run['n_official']:,} {unit}" + (" (a subset)" if n < run["n_official"] else "")
+                 + (f", ROOT lists {run['n_split']:,}" if run["n_split"] != run["n_official"] else ""))
+    parts.append(f"{run['dtype']} on {run['device']}"
+                 + (f", {run['processes']} processes" if run["processes"] > 1 else ""))
+    if run["changed"]:
+        parts.append("changed: " + ", ".join(f"{k} {v} (official {o})" for k, (v, o) in run["changed"].items()))
+    return "Run: " + "; ".join(parts) + "."
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The results as a Markdown table with the paper's number (if any) beside ours."""
-    c, s, paper = result["config"], result["scores"], result["paper"]
-    head = (f"# {c['method']} on {c['dataset']} ({c['backbone']}, {s['n_images']} of {result['n_expected']} "
-            f"images{'' if result['complete'] else ', INCOMPLETE'})\n\n")
+    """The results as Markdown: how the run was made, our numbers, and the paper's beside them only when the
+    run is comparable (pretrained weights, official parameters, the whole split; see `caveats`)."""
+    c, s, ref = result["config"], result["scores"], result["paper"]
+    notes = caveats(result)
+    head = (f"# {c['method']} on {c['dataset']} ({c['backbone']}{'' if result['complete'] else ', INCOMPLETE'})"
+            f"\n\n{run_line(result)}\n\n")
     if "miou" not in s:
         return head + worldeval.score_table({"ours": s}, label="")
-    ref = paper or {}
-    return head + ("| | mIoU (%) | pixel accuracy (%) | segments |\n|---|---|---|---|\n"
-                   f"| ours | {s['miou']:.1f} | {s['acc']:.1f} | {s['segments']:.1f} |\n"
-                   f"| paper | {ref.get('miou', '-')} | {ref.get('acc', '-')} | - |\n\n"
-                   f"Paper: {ref.get('source', 'no published number for this method, backbone and dataset')}.")
+    ours = "ours" + (f" ({'; '.join(notes)})" if notes else "")
+    rows = ("| | mIoU (%) | pixel accuracy (%) | segments |\n|---|---|---|---|\n"
+            f"| {ours} | {s['miou']:.1f} | {s['acc']:.1f} | {s['segments']:.1f} |\n")
+    if ref is None:
+        return head + rows + "\nPaper: no published number for this method, backbone and dataset."
+    if notes:
+        return head + rows + (f"\nThe paper's {ref['miou']} mIoU ({ref['source']}) is not printed beside this row: "
+                              "it was measured with pretrained weights and the official parameters on the whole "
+                              f"split, and this run differs ({'; '.join(notes)}).")
+    return head + rows + (f"| paper | {ref.get('miou', '-')} | {ref.get('acc', '-')} | - |\n\n"
+                          f"Paper: {ref['source']}.")
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
-    """Several results (one dataset kind) as one Markdown table, the paper's mIoU beside ours."""
+    """Several results (one dataset kind) as one Markdown table under how they were run; the paper's mIoU sits
+    beside a row only when that run is comparable, else the row says why it is withheld."""
+    lines = [run_line(r, size=False) for r in results]
+    if len(set(lines)) > 1:  # runs made differently: one line each, named
+        lines = [f"- {r['config']['method']} ({r['config']['backbone']}): {line}" for r, line in zip(results, lines,
+                                                                                                  strict=True)]
+    head = "\n".join(dict.fromkeys(lines)) + "\n\n"
     if results and "miou" not in results[0]["scores"]:
-        return worldeval.score_table({f"{r['config']['method']} ({r['config']['backbone']}, {r['scores']['n_images']} "
-                                      f"scenes)": r["scores"] for r in results},
-                                     columns=("miou_objects", "miou_parts", "segments"))
+        return head + worldeval.score_table(
+            {f"{r['config']['method']} ({r['config']['backbone']}, {_size_cell(r)} px, {r['scores']['n_images']} "
+             "scenes)": r["scores"] for r in results}, columns=("miou_objects", "miou_parts", "segments"))
     rows = []
     for r in results:
-        c, s = r["config"], r["scores"]
-        ref = paper(c["method"], c["backbone"], c["dataset"]) or {}
-        rows.append(f"| {c['method']} | {c['backbone']} | {c['dataset']} | {s['n_images']} | {s['miou']:.1f} | "
-                    f"{s['acc']:.1f} | {ref.get('miou', '-')} | {ref.get('source', 'none published')} |")
-    return "\n".join(["| method | backbone | dataset | images | mIoU (%) | acc. (%) | paper mIoU | paper source |",
-                      "|---|---|---|---|---|---|---|---|", *rows])
+        c, s, run = r["config"], r["scores"], r.get("run")
+        ref, notes = paper(c["method"], c["backbone"], c["dataset"]), caveats(r)
+        images = f"{s['n_images']:,}" + (f" of {run['n_official']:,}" if run else "")
+        published = "-" if ref is None else f"withheld: {'; '.join(notes)}" if notes else f"{ref['miou']}"
+        rows.append(f"| {c['method']} | {c['backbone']} | {c['dataset']} | {images} | {_size_cell(r)} | "
+                    f"{s['miou']:.1f} | {s['acc']:.1f} | {published} | {ref['source'] if ref else 'none published'} |")
+    return head + "\n".join(["| method | backbone | dataset | images | input (px) | mIoU (%) | acc. (%) | "
+                             "paper mIoU | paper source |", "|---|---|---|---|---|---|---|---|---|", *rows])
+
+
+def _size_cell(result: Mapping[str, Any]) -> str:
+    """"512", or "128 (official 512)" for a non-official input size; "?" when the run was not recorded."""
+    run = result.get("run")
+    if not run:
+        return "?"
+    return f"{run['size']}" + ("" if run["size"] == run["official_size"] else f" (official {run['official_size']})")
 
 
 def paper(method: str, backbone: str, dataset: str) -> dict[str, Any] | None:
@@ -243,4 +336,5 @@ def evaluate(method: str, backbone: str, dataset: str, out: str | Path, root: st
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    return write_results(out, config, ds, n)
+    return write_results(out, config, ds, n, describe_run(method, model, dataset, len(ds), state.num_processes,
+                                                          **overrides))

@@ -6,15 +6,20 @@ and 4x4 for a 32x32 input, 3 + 3 + 3 layers plus the mid block (SD 1.x: 64/32/16
 The "text" conditioning is one null token of zeros, and the "VAE" is the identity: the UNet denoises RGB
 pixels scaled to [-1, 1].
 Noise follows SD's scaled-linear schedule, so a timestep means the same signal-to-noise ratio as in SD.
+diffusers is imported by the functions that build the UNet or a scheduler, so the constants here (and the
+registry, which reads them) load without it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 UNET_FILE = WEIGHTS_DIR / "unet.safetensors"
@@ -53,12 +58,16 @@ SCHEDULER_CONFIG: dict = {
 
 def build_unet(seed: int = 0) -> UNet2DConditionModel:
     """A freshly initialised organism UNet (seeded), 32x32x3 in, epsilon out."""
+    from diffusers import UNet2DConditionModel
+
     torch.manual_seed(seed)
     return UNet2DConditionModel(**UNET_CONFIG)
 
 
 def build_scheduler() -> DDPMScheduler:
     """The DDPM scheduler the organism is trained and sampled with."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(**SCHEDULER_CONFIG)
 
 
