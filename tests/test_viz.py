@@ -138,18 +138,31 @@ def test_share_scale_takes_a_grid_of_axes_and_a_power_scale():
     assert all(im.norm is ims[0].norm for im in ims) and ims[0].norm.gamma == 0.5
 
 
-def test_show_noising_draws_the_seeded_recipe(organism):
+def test_share_scale_on_fixed_limits_without_a_colorbar_scales_one_panel():
+    fig, axes = plt.subplots(1, 2)
+    a, b = (viz.show_map(ax, torch.rand(4, 4) * 0.5) for ax in axes)
+    assert viz.share_scale([a], limits=(-1, 1), colorbar=False) is None
+    assert (a.norm.vmin, a.norm.vmax) == (-1, 1) and b.norm is not a.norm  # the other panel keeps its own
+    assert len(fig.axes) == 2  # no colorbar
+
+
+def test_show_noising_draws_what_the_seeded_capture_feeds_the_unet(organism):
     from zsnb import world
-    from zsnb.extract import NOISE_SEED, seeded_noise
+    from zsnb.extract import seeded_noise
+    from zsnb.protocol import NOISE_SEED
 
     image = torch.from_numpy(world.scene(1).image).permute(2, 0, 1)
-    fig, axes = plt.subplots(1, 2)
-    viz.show_noising(axes, organism.scheduler, image, [0, 500])
-    clean, noisy = (ax.get_images()[0].get_array() for ax in axes)
-    assert np.allclose(clean, image.permute(1, 2, 0).numpy(), atol=1e-6)
-    ab = organism.scheduler.alphas_cumprod[500].double()
-    expect = (ab.sqrt() * (image.double() * 2 - 1) + (1 - ab).sqrt() * seeded_noise(image.shape, NOISE_SEED) + 1) / 2
-    assert np.allclose(noisy, expect.clamp(0, 1).permute(1, 2, 0).numpy(), atol=1e-6)
+    fig, axes = plt.subplots(1, 3)
+    viz.show_noising(axes, organism.scheduler, image, [0, 500, 500], seed=NOISE_SEED)
+    viz.show_noising(axes[2:], organism.scheduler, image, [500], seed=NOISE_SEED + 1)
+    drawn = [ax.get_images()[-1].get_array() for ax in axes]
+    x0 = organism.encode_image(image[None])[0]  # the capture's input before noise: pixels in [-1, 1]
+    for t, shown in zip((0, 500), drawn, strict=False):
+        ab = organism.scheduler.alphas_cumprod[t].double()
+        expect = (ab.sqrt() * x0 + (1 - ab).sqrt() * seeded_noise(image.shape, NOISE_SEED) + 1) / 2
+        assert np.allclose(shown, expect.clamp(0, 1).permute(1, 2, 0).numpy(), atol=1e-6)
+    assert not np.allclose(drawn[0], image.permute(1, 2, 0).numpy(), atol=1e-3)  # the capture noises t = 0 too
+    assert not np.allclose(drawn[1], drawn[2], atol=1e-3)  # another seed, another draw
     plt.close(fig)
 
 
@@ -166,6 +179,6 @@ def test_iou_by_area_plot_has_one_line_per_nonempty_bin():
     bins = lambda v: [{"lo": 0, "hi": 48, "n": 3, "iou": v, "se": 0.1},  # noqa: E731
                       {"lo": 48, "hi": 1 << 30, "n": 0, "iou": float("nan"), "se": float("nan")}]
     fig, ax = plt.subplots()
-    viz.plot_iou_by_area(ax, {0: bins(0.5), 300: bins(0.2)})
+    viz.plot_iou_by_area(ax, {0: bins(0.5), 300: bins(0.2)}, lambda b: f"{b['lo']}-{b['hi']} px")
     assert len(ax.get_legend().get_texts()) == 1 and ax.get_legend().get_texts()[0].get_text() == "0-48 px (n 3)"
     plt.close(fig)

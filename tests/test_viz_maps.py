@@ -1,9 +1,10 @@
-"""Plot helpers of the real-photo sections: one colour scale across maps, named points."""
+"""Plot helpers of the real-photo sections: one logarithmic colour scale across maps, named points."""
 
 from __future__ import annotations
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from zsnb import viz
@@ -11,13 +12,15 @@ from zsnb import viz
 matplotlib.use("Agg")
 
 
-def test_maps_share_one_scale_up_to_the_largest_value():
-    maps = [torch.full((4, 4), 0.01), torch.eye(4) * 0.5]
-    fig, axes = plt.subplots(1, 2)
-    for log, low in ((False, 0.0), (True, 0.5 / viz.LOG_RANGE)):
-        scale = viz.show_maps_shared(axes, maps, ["flat", "peaked"], query=(1, 2), log=log)
-        norms = {(im.norm.vmin, im.norm.vmax) for ax in axes for im in ax.images[-1:]}
-        assert norms == {(low, 0.5)} and (scale.norm.vmin, scale.norm.vmax) == (low, 0.5)
+def test_log_scale_spans_log_range_below_the_largest_value_and_lifts_fainter_ones_to_its_floor():
+    maps = [torch.full((4, 4), 0.01), torch.eye(4) * 0.5]  # the eye's zeros have no logarithm
+    fig, axes = plt.subplots(1, 3)
+    ims = [viz.show_map(ax, m, name, query=(1, 2)) for ax, m, name in zip(axes, maps, ["flat", "peaked"], strict=False)]
+    cbar = viz.share_scale(ims, "attention", axes[:2], log=True)
+    low = 0.5 / viz.LOG_RANGE
+    assert all(im.norm is ims[0].norm for im in ims) and (cbar.norm.vmin, cbar.norm.vmax) == (low, 0.5)
+    assert np.isclose(ims[1].get_array().min(), low) and not np.ma.is_masked(ims[1].get_array())
+    assert np.isclose(ims[0].get_array().min(), 0.01)  # values on the scale stay as they are
     plt.close(fig)
 
 

@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
@@ -91,10 +90,8 @@ def show_fiedler(ax: Axes, vector: torch.Tensor, part: torch.Tensor, title: str 
     """Second generalised eigenvector (h, w) on a diverging map, with the chosen cut's boundary drawn."""
     v = vector.detach().cpu().double().numpy()
     lim = float(np.abs(v).max()) or 1.0
-    ax.imshow(v, cmap="coolwarm", vmin=-lim, vmax=lim)
+    viz.share_scale([viz.show_map(ax, v, title, cmap="coolwarm")], limits=(-lim, lim), colorbar=False)  # 0: white
     ax.contour(part.cpu().numpy().astype(float), levels=[0.5], colors="k", linewidths=1.2)
-    ax.set_title(title)
-    ax.axis("off")
 
 
 def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int],
@@ -112,7 +109,8 @@ def explorer(features: torch.Tensor, image: torch.Tensor, query: tuple[int, int]
         coarse = diffcut.segment(features, tau=tau, alpha=alpha, out_size=size, refine=False)
         fine = diffcut.segment(features, image=image, tau=tau, alpha=alpha, out_size=size)
         fig, axes = plt.subplots(1, 5, figsize=(10, 2.4))
-        viz.show_map(axes[0], row, f"affinity, alpha={alpha:g}", query=query, norm=Normalize(0, 1))
+        affinity = viz.show_map(axes[0], row, f"affinity, alpha={alpha:g}", query=query)
+        viz.share_scale([affinity], limits=(0, 1), colorbar=False)  # weights lie in [0, 1]
         viz.show_labels(axes[1], leaves, f"NCut leaves: {leaves.unique().numel()}")
         viz.show_labels(axes[2], coarse, "concept assignment", image=image)
         viz.show_labels(axes[3], fine, f"PAMR: {fine.unique().numel()} segments", image=image)

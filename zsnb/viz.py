@@ -1,6 +1,8 @@
 """All plotting of the notebooks (DiffCut's graph plots: `zsnb.ncut_viz`): one style, axes passed in, figures
-saved to figures/. Label maps, images and attention maps; DiffSeg's merge stages and explorer; the
-similarity survey's intra/inter plots; score-vs-threshold sweeps."""
+saved to figures/. Label maps, images and attention maps on one shared colour scale (`share_scale`); DiffSeg's
+merge stages and explorer; the similarity survey's intra/inter plots; score-vs-threshold and timestep sweeps.
+
+Plots take the numbers they draw as arguments: nothing here reads results from disk or runs an experiment."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colorbar import Colorbar
-from matplotlib.colors import ListedColormap, Normalize, PowerNorm
+from matplotlib.colors import ListedColormap, LogNorm, Normalize, PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
@@ -24,8 +26,9 @@ from matplotlib.patheffects import withStroke
 from matplotlib.transforms import offset_copy
 from torch import Tensor
 
-from zsnb import diffseg, metrics, similarity, worldeval
-from zsnb.extract import NOISE_SEED, seeded_noise
+from zsnb import diffseg, metrics, similarity
+from zsnb.extract import add_seeded_noise
+from zsnb.protocol import NOISE_SEED
 
 # Sized for the width GitHub and JupyterLab give an output (about 900 px): figures of at most ~10 in shown at
 # 100 dpi keep 10 pt text at 10 pt; saved at 150 dpi they stay sharp when scaled down to that width.
@@ -49,6 +52,7 @@ PALETTE: tuple[tuple[float, float, float], ...] = (
     (0.78, 0.78, 0.78), *(_TAB20[2 * k] for k in range(10) if k != 7), *(_TAB20[2 * k + 1] for k in range(10)))
 SEGMENT_CMAP = ListedColormap(PALETTE, name="zsnb_segments")
 UNIFORM_LABEL = "attention / uniform"  # colorbar label of maps shown as multiples of uniform attention
+LOG_RANGE = 1e3  # a log colour scale spans three decades below its top; fainter values are drawn at its floor
 
 
 def use_style() -> None:
@@ -65,7 +69,7 @@ FIGURES_ENV = "ZSNB_FIGURES"  # set by `make test`, so re-executing the notebook
 JSON_DIGITS = 6  # significant digits kept in saved JSON: the last float digits vary between CPUs and BLAS builds
 
 
-def repo_root() -> Path:
+def _repo_root() -> Path:
     """The repository holding the working directory (the folder with pyproject.toml), else the directory."""
     here = Path.cwd().resolve()
     return next((f for f in (here, *here.parents) if (f / "pyproject.toml").exists()), here)
@@ -73,7 +77,7 @@ def repo_root() -> Path:
 
 def figures_dir() -> Path:
     """Where figures go: $ZSNB_FIGURES if set, else the repository's figures/ folder; created if needed."""
-    out = Path(os.environ.get(FIGURES_ENV) or repo_root() / "figures")
+    out = Path(os.environ.get(FIGURES_ENV) or _repo_root() / "figures")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -186,12 +190,12 @@ def show_segmentations(axes: Sequence[Axes], image: Any, gt: torch.Tensor | np.n
 
 
 def show_map(ax: Axes, values: torch.Tensor | np.ndarray, title: str = "", query: tuple[int, int] | None = None,
-             cmap: str = "magma", norm: Normalize | None = None) -> AxesImage:
+             cmap: str = "magma") -> AxesImage:
     """Draw a 2-D map (e.g. one query's attention over keys), marking the query pixel if given.
 
-    norm: a scale shared with other panels (see `share_scale`); None scales this panel on its own.
+    The panel is scaled on its own; pass the returned image to `share_scale` for any other scale.
     """
-    im = ax.imshow(_np(values), cmap=cmap, norm=norm)
+    im = ax.imshow(_np(values), cmap=cmap)
     if query is not None:
         ax.plot(query[1], query[0], marker="+", color="cyan", markersize=8, mew=1.5)
     ax.set_title(title)
@@ -199,19 +203,31 @@ def show_map(ax: Axes, values: torch.Tensor | np.ndarray, title: str = "", query
     return im
 
 
-def share_scale(images: Sequence[AxesImage], label: str = "", axes: Any = None, gamma: float = 1.0) -> Colorbar:
-    """Give every 2-D image one scale spanning all their values, with one colorbar beside `axes` (any array
-    of axes; default: the images' axes), so that panels can be compared by brightness.
+def share_scale(images: Sequence[AxesImage], label: str = "", axes: Any = None, *, gamma: float = 1.0,
+                log: bool = False, limits: tuple[float, float] | None = None, colorbar: bool = True,
+                **colorbar_kw: Any) -> Colorbar | None:
+    """The one way panels share a colour scale: every 2-D image gets one scale, so panels compare by brightness,
+    and one colorbar beside `axes` (any array of axes; default: the images' axes).
 
-    gamma < 1: a power scale that lifts faint structure next to a sharp peak (the colorbar shows the scale).
+    The scale spans all the images' values, or `limits` (low, high). gamma < 1: a power scale that lifts faint
+    structure next to a sharp peak; log: LOG_RANGE below the top, fainter values drawn at the floor. A single
+    image with colorbar=False gives one panel such a scale of its own. colorbar_kw go to `Figure.colorbar`
+    (default shrink 0.9, pad 0.02).
     """
     values = [np.ma.compressed(im.get_array()) for im in images]
-    lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
-    norm = Normalize(lo, hi) if gamma == 1 else PowerNorm(gamma, lo, hi)
+    lo, hi = limits or (min(float(v.min()) for v in values), max(float(v.max()) for v in values))
+    if log:
+        norm = LogNorm(hi / LOG_RANGE, hi)
+        for im in images:
+            im.set_data(np.clip(im.get_array(), norm.vmin, None))  # at the floor, not masked as log(<= 0)
+    else:
+        norm = Normalize(lo, hi) if gamma == 1 else PowerNorm(gamma, lo, hi)
     for im in images:
         im.set_norm(norm)
+    if not colorbar:
+        return None
     axes = [im.axes for im in images] if axes is None else list(np.ravel(axes))
-    cbar = axes[0].figure.colorbar(images[0], ax=axes, shrink=0.9, pad=0.02)
+    cbar = axes[0].figure.colorbar(images[0], ax=axes, **{"shrink": 0.9, "pad": 0.02, **colorbar_kw})
     cbar.set_label(label)
     return cbar
 
@@ -387,7 +403,8 @@ def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, M
                         gt: Mapping[str, float] | None = None) -> None:
     """Four axes vs t: entropy per side, segments, mIoU parts, mIoU objects (± s.e.), one line style per mode.
 
-    sweep: {noise mode: `worldeval.timestep_sweep` output}; gt: a score dict with gt_parts/gt_objects counts.
+    sweep: {noise mode: `experiments.timesteps.timestep_sweep` output}; gt: a score dict with gt_parts/gt_objects
+    counts.
     Series sharing an x are shifted by a few points so their error bars do not cover each other.
     """
     styles = dict(zip(sweep, NOISE_STYLES, strict=False))
@@ -421,15 +438,16 @@ def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, M
 
 
 def show_noising(axes: Sequence[Axes], scheduler: Any, image: Tensor, timesteps: Sequence[int],
-                 seed: int | None = None) -> None:
+                 seed: int = NOISE_SEED) -> None:
     """One axis per t: the (3, H, W) image as a pixel-space UNet sees it at t under the "seeded" noise recipe.
 
+    Drawn by the capture's own code (`zsnb.extract.add_seeded_noise`, noise from `seed`), so every t, t = 0
+    included, shows exactly the input of the organism's capture (`noise="seeded"`, one draw).
     scheduler: a diffusers noise scheduler (`backbone.scheduler`, or `zsnb.organism.build_scheduler()`).
     """
-    x0 = image.double()[None] * 2 - 1  # the organism's "VAE": pixels scaled to [-1, 1]
-    eps = seeded_noise(x0.shape[1:], NOISE_SEED if seed is None else seed)[None]
+    x0 = (image[None] * 2 - 1).double()  # the organism's "VAE": pixels scaled to [-1, 1], in its float64
     for ax, t in zip(axes, timesteps, strict=True):
-        xt = scheduler.add_noise(x0, eps, torch.tensor([t])) if t > 0 else x0
+        xt = add_seeded_noise(scheduler, x0, torch.tensor([t]), seed)
         show_image(ax, (xt[0] + 1) / 2, f"t = {t}")
 
 
@@ -445,41 +463,22 @@ def plot_level_snr(ax: Axes, amplitudes: Mapping[str, float], alphas_cumprod: Te
     ax.legend(loc="best")
 
 
-def plot_iou_by_area(ax: Axes, by_t: Mapping[int, Sequence[Mapping[str, float]]], title: str = "") -> None:
-    """Matched IoU vs t, one line per area bin (`worldeval.iou_by_area` at each t), ± standard error."""
+def plot_iou_by_area(ax: Axes, by_t: Mapping[int, Sequence[Mapping[str, float]]],
+                     area_label: Callable[[Mapping[str, float]], str], title: str = "") -> None:
+    """Matched IoU vs t, one line per area bin (`experiments.areas.iou_by_area` at each t), ± standard error.
+
+    area_label: a bin's name in the legend (`experiments.areas.area_label`).
+    """
     ts = sorted(by_t)
     for j, b in enumerate(by_t[ts[0]]):
         if not b["n"]:
             continue
-        label = f"{worldeval.area_label(b)} (n {b['n']})"
+        label = f"{area_label(b)} (n {b['n']})"
         ax.errorbar(ts, [by_t[t][j]["iou"] for t in ts], [by_t[t][j]["se"] for t in ts], color=f"C{j}", marker="o",
                     ms=3, capsize=2, elinewidth=1, label=label)
     timestep_axis(ax, ts)
     ax.set(ylabel="matched IoU", title=title)
     ax.legend(loc="best", title="segment area")
-
-
-LOG_RANGE = 1e3  # show_maps_shared's log scale spans three decades; fainter values are drawn at its floor
-
-
-def show_maps_shared(axes: Sequence[Axes], maps: Sequence[Tensor | np.ndarray], titles: Sequence[str],
-                     query: tuple[int, int] | None = None, log: bool = False, cmap: str = "magma") -> Any:
-    """Draw (h, w) maps on one colour scale, from 0 (log: LOG_RANGE below the top) to the top of all maps.
-
-    query (row, col) on the maps' grid is marked on each map; returns the scale's mappable for `fig.colorbar`.
-    """
-    from matplotlib.colors import LogNorm, Normalize
-
-    arrays = [_np(m) for m in maps]
-    top = max(float(a.max()) for a in arrays)
-    norm = LogNorm(top / LOG_RANGE, top) if log else Normalize(0.0, top)
-    for ax, a, title in zip(axes, arrays, titles, strict=True):
-        shown = ax.imshow(np.clip(a, norm.vmin, None) if log else a, cmap=cmap, norm=norm)
-        if query is not None:
-            ax.plot(query[1], query[0], marker="+", color="cyan", markersize=8, mew=1.5)
-        ax.set_title(title)
-        ax.axis("off")
-    return shown
 
 
 def mark_points(ax: Axes, points: Mapping[str, tuple[float, float]], hw: tuple[int, int]) -> None:
