@@ -99,6 +99,23 @@ def test_saved_figure_has_the_style_dpi_and_size(tmp_path, monkeypatch):
     assert 0.85 * 600 <= img.size[0] <= 600 and 0.85 * 300 <= img.size[1] <= 300  # tight bbox trims a little
 
 
+def test_figures_of_another_backbone_or_random_weights_go_to_their_own_folder(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(viz.FIGURES_ENV, raising=False)
+    try:
+        viz.use_figures_for("organism", "pretrained")
+        assert viz.figures_dir() == tmp_path / "figures"
+        viz.use_figures_for("organism", "random")
+        assert viz.figures_dir() == tmp_path / "runs" / "figures" / "organism-random"
+        viz.use_figures_for("vit-s", "pretrained")
+        assert viz.figures_dir() == tmp_path / "runs" / "figures" / "vit-s-pretrained"
+        monkeypatch.setenv(viz.FIGURES_ENV, str(tmp_path / "env"))
+        assert viz.figures_dir() == tmp_path / "env"  # $ZSNB_FIGURES wins
+    finally:
+        viz.use_figures_for("organism", "pretrained")
+
+
 def _sweep(ts: list[int]) -> dict:
     score = {k: 0.5 for k in ("segments", "miou_parts", "miou_objects")}
     score.update({f"{k}_se": 0.05 for k in list(score)}, gt_parts=6.0, gt_objects=3.0)

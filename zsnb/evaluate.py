@@ -182,7 +182,7 @@ def describe_run(method: str, model: Backbone, dataset: str, n_split: int, proce
     as_json = lambda record: json.loads(json.dumps(record.as_dict()))  # noqa: E731 (tuples as lists)
     resolved = as_json(registry.params(method, model, dataset, **overrides).record)
     official = as_json(registry.params(method, model, dataset).record)
-    return {"weights": getattr(model, "weights", "pretrained"), "weights_id": model.weights_id,
+    return {"weights": model.weights, "weights_id": model.weights_id,
             "family": model.family, "size": resolved["size"], "official_size": official["size"],
             "changed": {k: [v, official[k]] for k, v in resolved.items() if k != "size" and v != official[k]},
             "n_split": n_split, "n_official": data.SPLIT_SIZES.get(dataset, n_split),

@@ -1,6 +1,8 @@
 """All plotting of the notebooks (DiffCut's graph plots: `zsnb.ncut_viz`): one style, axes passed in, figures
-saved to figures/. Label maps, images and attention maps on one shared colour scale (`share_scale`); DiffSeg's
-merge stages and explorer; the similarity survey's intra/inter plots; score-vs-threshold and timestep sweeps.
+saved to figures/ by the default run only (`use_figures_for`: any other backbone or weights writes to
+runs/figures/<backbone>-<weights>/; $ZSNB_FIGURES overrides both). Label maps, images and attention maps on one
+shared colour scale (`share_scale`); DiffSeg's merge stages and explorer; the similarity survey's intra/inter
+plots; score-vs-threshold and timestep sweeps.
 
 Plots take the numbers they draw as arguments: nothing here reads results from disk or runs an experiment."""
 
@@ -75,9 +77,26 @@ def _repo_root() -> Path:
     return next((f for f in (here, *here.parents) if (f / "pyproject.toml").exists()), here)
 
 
+_run_folder: str | None = None  # set by use_figures_for: None for the default run (figures/)
+
+
+def use_figures_for(backbone: str, weights: str) -> None:
+    """Send this run's figures where they belong, once per notebook (its setup cell calls it).
+
+    The committed figures/ holds only the default run's figures (the organism, pretrained); any other backbone or
+    weights writes to runs/figures/<backbone>-<weights>/ (git-ignored), e.g. runs/figures/sd15-random/.
+    A local diffusers folder is named by its last component. $ZSNB_FIGURES, when set, overrides both."""
+    global _run_folder
+    default = backbone == "organism" and weights == "pretrained"
+    _run_folder = None if default else f"{Path(str(backbone)).name}-{weights}"
+
+
 def figures_dir() -> Path:
-    """Where figures go: $ZSNB_FIGURES if set, else the repository's figures/ folder; created if needed."""
-    out = Path(os.environ.get(FIGURES_ENV) or _repo_root() / "figures")
+    """Where figures go: $ZSNB_FIGURES if set, else runs/figures/<backbone>-<weights>/ after `use_figures_for`
+    named a run other than the default, else the repository's figures/ folder; created if needed."""
+    root = _repo_root()
+    default = root / "runs" / "figures" / _run_folder if _run_folder else root / "figures"
+    out = Path(os.environ.get(FIGURES_ENV) or default)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
