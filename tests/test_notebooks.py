@@ -52,3 +52,10 @@ def test_committed_with_outputs_and_small(notebook):
     assert path.stat().st_size < 2 * 2**20, f"{path.name} is over 2 MB"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), f"{path.name} is not committed executed"
+
+
+def test_figures_of_other_runs_leave_figures_alone(notebook):
+    """Each notebook routes its figures by run (viz.use_figures_for): figures/ only for the default one."""
+    nb, path = notebook
+    assert any("use_figures_for(backbone, weights)" in c.source for c in nb.cells if c.cell_type == "code"), \
+        f"{path.name}: its setup cell does not call viz.use_figures_for(backbone, weights)"
