@@ -198,3 +198,24 @@ def test_accelerate_shards_and_a_plain_process_joins(folder, tmp_path):
                                    for here, already, other, failed in ranks), stdout
     assert summary(plain)[0] + sum(here for here, *_ in ranks) == N_IMAGES  # each image segmented once
     check_outputs(out, seen)
+
+
+@pytest.mark.skipif(ACCELERATE is None, reason="accelerate is not installed")
+def test_under_accelerate_a_killed_worker_loses_nothing_and_the_relaunch_repeats_nothing(folder, tmp_path):
+    """SIGKILL one of 2 accelerate workers mid-way (the launcher then stops the other); relaunching finishes."""
+    out, seen = tmp_path / "out", {}
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port())]
+    first = start(folder, out, launch)
+    watch(out, [first], seen, until=lambda: len(seen) >= N_IMAGES // 4)
+    dead = signal_a_claimant(out, signal.SIGKILL)
+    first.communicate(timeout=120)
+    assert first.returncode != 0 and len(seen) < N_IMAGES  # stopped part-way
+    launch[-1] = str(free_port())
+    again = start(folder, out, launch)
+    watch(out, [again], seen)
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0 and "failed:" not in stderr, stderr[-2000:]
+    ranks = [tuple(map(int, m)) for m in SUMMARY.findall(stdout)]
+    assert len(ranks) == 2 and sum(here + already for here, already, _, _ in ranks) == N_IMAGES, stdout
+    assert sum(already for _, already, _, _ in ranks) == len(seen) - sum(here for here, *_ in ranks)
+    check_outputs(out, seen, f"{cli.HOST}-{dead}")
