@@ -12,7 +12,7 @@ organism's targets under that recipe:
 - binding: at the object timestep (the best large t), attention density on sibling parts >= 2x that on
   other objects;
 - learned: DiffSeg object mIoU, trained minus random weights, >= 0.25.
-(The fourth target, adaptive t* against the best static t, is checked by benchmarks/hierarchy.py.)
+(The fourth target, per-pixel adaptive t against the best static t, is decided by benchmarks/adaptive.py.)
 Writes benchmarks/results/organism.json and organism.md.
 """
 

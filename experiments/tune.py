@@ -4,7 +4,8 @@ SD's defaults (t=300 and tau=1.1 for DiffSeg; t=50, tau=0.5 and a 32x32 tap for 
 64x64 latents and do not transfer to 16x16 maps (a KL threshold scales with the number of bins). So each
 method's parameters are chosen here by object-level Hungarian mIoU on scenes from `world.TRAIN_SEEDS`,
 never on `world.EVAL_SEEDS`, and written to zsnb/organism/weights/defaults.json (`organism.DEFAULTS_FILE`)
-with the scores behind the choice; `zsnb.registry` reads them as the organism's tuning layer.
+with the scores behind the choice; `zsnb.registry` reads them as the organism's tuning layer. The adaptive
+method's entry is chosen by `benchmarks/adaptive.py --write-defaults` (also on training scenes) and kept here.
 """
 
 from __future__ import annotations
@@ -33,14 +34,6 @@ DIFFCUT_GRID = {
     "alpha": [5.0, 10.0],
 }
 HIERARCHY_THRESHOLDS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2)
-ADAPTIVE_GRID = {
-    "timesteps": (50, 100, 200, 300, 500, 700),
-    "fusion": ["random_walk", "reweight", "attention"],
-    "kl_threshold": [0.02, 0.05, 0.1, 0.2, 0.3],
-    "target": [(None, 0.1), ("object", 0.1), ("object", 0.3)],  # (target, slack) of hierarchy.select_timesteps
-}
-
-
 def grid_scores(backbone: Backbone, method: str, seeds: range, capture_settings: list[dict],
                 settings: list[dict]) -> list[dict]:
     """Scores of registered `method` for every capture setting x every other setting, one capture each.
@@ -89,24 +82,6 @@ def tune_diffcut(backbone: Backbone, seeds: range) -> tuple[dict, list[dict]]:
     return {**chosen, "refine": with_pamr[0]["miou_objects"] > top, "out_size": backbone.resolution}, results
 
 
-def tune_adaptive(backbone: Backbone, seeds: range, diffseg: dict, diffcut: dict) -> tuple[dict, list[dict]]:
-    """Best adaptive-t* (fusion, DiffSeg tau, target rule) by object mIoU on `seeds`, entropy criterion, fixed t grid.
-
-    The input convention (clean or seeded noise) is DiffSeg's tuned one; the grouping's other parameters
-    (anchors, iterations; NCut tau, alpha) are DiffSeg's and DiffCut's tuned ones.
-    """
-    fixed = {"timesteps": ADAPTIVE_GRID["timesteps"], "noise": diffseg["noise"], "grouping": "diffseg",
-             "criterion": "entropy",
-             "tap": diffcut["tap"], "num_points": diffseg["num_points"], "tau": diffcut["tau"],
-             "alpha": diffcut["alpha"]}
-    grid = itertools.product(ADAPTIVE_GRID["fusion"], ADAPTIVE_GRID["kl_threshold"], ADAPTIVE_GRID["target"])
-    varied = [{"fusion": f, "kl_threshold": kl, "target": target, "slack": slack}
-              for f, kl, (target, slack) in grid]
-    results = grid_scores(backbone, "adaptive", seeds, [fixed], varied)
-    chosen = best(results, ("fusion", "kl_threshold", "target", "slack"))
-    return {**fixed, "timesteps": list(fixed["timesteps"]), **chosen}, results
-
-
 def hierarchy_gaps(results: list[dict], kl: float) -> dict[str, float]:
     """Part gap (best small t minus best large t) and object gap (large minus small) of one DiffSeg threshold."""
     by_t = {r["timestep"]: r for r in results if r["kl_threshold"] == kl}
@@ -141,14 +116,15 @@ def main() -> None:
     backbone = load_backbone("organism")
     ds, ds_results = tune_diffseg(backbone, seeds)
     dc, dc_results = tune_diffcut(backbone, seeds)
-    ad, ad_results = tune_adaptive(backbone, seeds, ds, dc)
     hi, hi_results = tune_hierarchy(backbone, seeds, ds)
-    defaults = {"diffseg": ds, "diffcut": dc, "adaptive": ad, "hierarchy": hi,
+    kept = json.loads(DEFAULTS_FILE.read_text()).get("adaptive") if DEFAULTS_FILE.exists() else None
+    defaults = {"diffseg": ds, "diffcut": dc, "hierarchy": hi,
                 "chosen_on": f"world.TRAIN_SEEDS[:{args.n_scenes}], object-level Hungarian mIoU"}
+    if kept:  # chosen by benchmarks/adaptive.py --write-defaults, on training scenes too
+        defaults["adaptive"] = kept
     DEFAULTS_FILE.write_text(json.dumps(defaults, indent=1) + "\n")
     (DEFAULTS_FILE.parent / "tuning.json").write_text(
-        json.dumps({"diffseg": ds_results, "diffcut": dc_results, "adaptive": ad_results, "hierarchy": hi_results},
-                   indent=None) + "\n")
+        json.dumps({"diffseg": ds_results, "diffcut": dc_results, "hierarchy": hi_results}, indent=None) + "\n")
     print(json.dumps(defaults, indent=1))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from experiments import adaptive, areas, timesteps, tune
-from zsnb import hierarchy, registry, world
+from zsnb import registry, timemap, world
 from zsnb.errors import ZsnbError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,26 +53,30 @@ def test_best_within_se_lists_the_timesteps_the_argmax_cannot_tell_apart():
     assert timesteps.best_within_se(by_t, "m") == (50, [50])
 
 
-def test_compare_and_paired_difference(organism_random, needs_seen):
+def test_adaptive_study_pieces_on_the_world(organism_random, needs_seen):
     seen = needs_seen(organism_random)
-    params = {"diffseg": registry.params("diffseg", organism_random).record.replace(num_points=8, iterations=2),
-              "ncut": registry.params("diffcut", organism_random).record}
-    scores, preds, scenes = adaptive.compare(organism_random, world.EVAL_SEEDS[:2], (300, 50), fusions=("reweight",),
-                                             criteria=("entropy",), targets=(None, "part"), params=params,
-                                             features_tap="down_last_attn1")
-    assert len(scenes) == 2 and [n.timesteps for n in seen] == [(50, 300)]  # one capture holds both t
-    Setting = adaptive.Setting
-    expected = {Setting("reweight", g, t) for t in (50, 300) for g in hierarchy.GROUPINGS}
-    expected |= {Setting("reweight", g, None, "entropy", tg) for tg in (None, "part") for g in hierarchy.GROUPINGS}
-    assert set(scores) == expected
-    assert str(Setting("reweight", "ncut", None, "entropy", "part")) == "adaptive entropy/part | reweight | ncut"
-    assert all(p.shape == (32, 32) for ps in preds.values() for p in ps)
-    key = Setting("reweight", "ncut", 50)
-    assert adaptive.paired_difference(preds[key], preds[key], scenes) == (0.0, 0.0)
-    with pytest.raises(ValueError, match="level"):
-        adaptive.paired_difference(preds[key], preds[key], scenes, level="pixels")
-    with pytest.raises(ValueError, match="grouping"):
-        adaptive.compare(organism_random, world.EVAL_SEEDS[:1], (50,), groupings=("kmeans",), criteria=())
+    scenes = adaptive.capture(organism_random, world.EVAL_SEEDS[:2], (300, 50), draws=1, taps=("down_last_attn1",))
+    assert [n.timesteps for n in seen] == [(50, 300)]  # one capture holds both t
+    sm = scenes[0]
+    assert sm.maps.shape == (2, 256, 256) and sm.taps["down_last_attn1"].shape[:1] == (2,)
+    values = {"num_points": 4, "iterations": 2}
+    rungs = adaptive.ladder(sm, "diffseg", 0.5, values)
+    assert rungs.shape == (2, 32, 32) and adaptive.ladder(sm, "diffseg", 0.5, values) is rungs  # cached
+    for prefer in (0, 1):
+        pixels, best = adaptive.object_oracle(rungs, sm.gt("objects"), prefer)
+        assert pixels.shape == (32, 32) and set(best) == set(np.unique(sm.gt("objects")).tolist())
+    ceiling = adaptive.miou(adaptive.compose(rungs, sm.gt("objects"), best), sm, "objects")
+    assert ceiling >= max(adaptive.miou(r, sm, "objects") for r in rungs) - 1e-9
+    for pipeline in adaptive.PIPELINES["ncut"]:
+        labels = adaptive.run(sm, "ncut", pipeline, torch.zeros(256, dtype=torch.long), 0.5, {"alpha": 10.0})
+        assert labels.shape == (32, 32)
+    start = adaptive.object_oracle(rungs, sm.gt("objects"), 0)[1]
+    arm = lambda s, c: adaptive.run(s, "diffseg", "region", c, 0.5, values)  # noqa: E731
+    lut = torch.tensor([start.get(i, 0) for i in range(int(sm.gt("objects").max()) + 1)])
+    first = adaptive.miou(arm(sm, lut[timemap.token_labels(torch.from_numpy(sm.gt("objects")), 16)]), sm, "objects")
+    assert adaptive.greedy(sm, arm, start, 2, "objects") >= first
+    d = adaptive.paired(np.array([0.5, 0.7, 0.6]), np.array([0.4, 0.6, 0.6]))
+    assert d["diff"] == pytest.approx(0.2 / 3) and d["lo"] < d["diff"] < d["hi"]
 
 
 def test_beats_needs_both_the_gain_and_the_standard_errors():

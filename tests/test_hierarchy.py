@@ -1,11 +1,11 @@
-"""Tests for zsnb.hierarchy: fusion rules, per-pixel timestep selection, grouping, bad arguments."""
+"""Tests for zsnb.hierarchy: fusion rules, grouping, the adaptive chain, bad arguments."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from zsnb import hierarchy, world, worldeval
+from zsnb import hierarchy, timemap, world, worldeval
 
 R = 4  # tiny synthetic grids: 16 pixels
 TAP = "down_last_attn1"
@@ -66,40 +66,9 @@ def test_contextual_similarity_on_organism(capture, fusion):
 
 def test_disagreement_is_zero_for_identical_neighbours():
     row = random_maps(3, n=1).expand(R * R, R * R)
-    assert hierarchy.disagreement(row).abs().max() < 1e-5
-    d = hierarchy.disagreement(random_maps(4))
-    assert d.shape == (R, R) and (d > 0).all()
-
-
-@pytest.mark.parametrize("criterion", hierarchy.CRITERIA)
-def test_selection_picks_argmin(criterion):
-    maps = {t: random_maps(10 + k, sharpness=1.0 + k) for k, t in enumerate((25, 100, 300))}
-    scores = hierarchy.criterion_scores(maps, criterion)
-    choice, fused = hierarchy.select_timesteps(maps, criterion)
-    assert choice.shape == (R, R) and choice.dtype == torch.long
-    torch.testing.assert_close(choice, scores.argmin(0))
-    stack = torch.stack(list(maps.values()))
-    for i in range(R * R):
-        torch.testing.assert_close(fused[i], stack[choice.flatten()[i], i])
-    torch.testing.assert_close(fused.sum(1), torch.ones(R * R))
-
-
-def test_entropy_selection_prefers_sharp_maps():
-    flat = torch.full((R * R, R * R), 1 / (R * R))
-    sharp = random_maps(5, sharpness=8.0)
-    choice, fused = hierarchy.select_timesteps([flat, sharp], "entropy")
-    assert (choice == 1).all()
-    torch.testing.assert_close(fused, sharp)
-
-
-def test_target_rule():
-    maps = [random_maps(20 + k) for k in range(3)]
-    scores = hierarchy.criterion_scores(maps, "entropy")
-    part = hierarchy.select_timesteps(maps, "entropy", "part", slack=1.0)[0]
-    obj = hierarchy.select_timesteps(maps, "entropy", "object", slack=1.0)[0]
-    assert (part == 0).all() and (obj == 2).all()  # everything is "near" with slack 1
-    exact = hierarchy.select_timesteps(maps, "entropy", "part", slack=0.0)[0]
-    torch.testing.assert_close(exact, scores.argmin(0))
+    assert timemap.disagreement(row).abs().max() < 1e-5
+    d = timemap.disagreement(random_maps(4))
+    assert d.shape == (R * R,) and (d > 0).all()
 
 
 @pytest.mark.parametrize("grouping", hierarchy.GROUPINGS)
@@ -117,10 +86,12 @@ def test_grouping_shapes(grouping):
     assert len(labels.unique()) == 2
 
 
-def test_adaptive_segment_on_organism(capture):
+@pytest.mark.parametrize("pipeline", ["mix", "region"])
+def test_adaptive_segment_on_organism(capture, pipeline):
     maps = {t: capture.self_attention(t, 0) for t in (50, 300)}
     features = {t: capture.features(t, TAP, 0) for t in (50, 300)}
-    labels, choice = hierarchy.adaptive_segment(maps, features, 32, grouping="diffseg", kl_threshold=1.1,
+    labels, choice = hierarchy.adaptive_segment(maps, features, 32, grouping="diffseg", pipeline=pipeline,
+                                                criterion="entropy", fusion="reweight", kl_threshold=1.1,
                                                 num_points=8, iterations=2)
     assert labels.shape == (32, 32) and choice.shape == (16, 16)
     assert set(choice.unique().tolist()) <= {0, 1}
@@ -130,11 +101,6 @@ def test_adaptive_segment_on_organism(capture):
     (lambda: hierarchy.fuse(random_maps(0), random_maps(1), "product"), "fusion"),
     (lambda: hierarchy.fuse(random_maps(0), None, "reweight"), "kernel"),
     (lambda: hierarchy.feature_kernel(torch.randn(2, 2, 3), R, temperature=0.0), "temperature"),
-    (lambda: hierarchy.select_timesteps([random_maps(0)], "variance"), "criterion"),
-    (lambda: hierarchy.select_timesteps([random_maps(0)], "entropy", target="scene"), "target"),
-    (lambda: hierarchy.select_timesteps([random_maps(0)], "entropy", "part", slack=2.0), "slack"),
-    (lambda: hierarchy.select_timesteps({300: random_maps(0), 50: random_maps(1)}), "maps_by_t"),
-    (lambda: hierarchy.select_timesteps([]), "maps_by_t"),
     (lambda: hierarchy.group(random_maps(0), "kmeans", 8), "grouping"),
 ])
 def test_bad_arguments_name_themselves(call, name):

@@ -1,7 +1,7 @@
 """The package's layers, read from its import statements (function-level imports included).
 
     base        errors, precision, images, world, metrics, photos
-    algorithms  diffseg, diffcut, pamr, randomwalk, hierarchy, similarity      (tensors in, tensors out)
+    algorithms  diffseg, diffcut, pamr, randomwalk, hierarchy, timemap, similarity     (tensors in, tensors out)
     backbones   protocol, extract, backbones, vit, memory, organism            (capture(images, needs))
     seam        parameters, registry, harness                                  (records, adaptors, grids)
     faces       worldeval, data, evaluate, cli, viz, ncut_viz, __init__, __main__
@@ -19,7 +19,7 @@ import zsnb
 ROOT = Path(zsnb.__file__).parent
 LAYERS: dict[str, set[str]] = {
     "base": {"errors", "precision", "images", "world", "metrics", "photos"},
-    "algorithms": {"diffseg", "diffcut", "pamr", "randomwalk", "hierarchy", "similarity"},
+    "algorithms": {"diffseg", "diffcut", "pamr", "randomwalk", "hierarchy", "timemap", "similarity"},
     "backbones": {"protocol", "extract", "backbones", "vit", "memory", "organism", "organism.train"},
     "seam": {"parameters", "registry", "harness"},
     "faces": {"worldeval", "data", "evaluate", "cli", "viz", "ncut_viz", "__init__", "__main__"},

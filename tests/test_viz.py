@@ -62,14 +62,62 @@ def test_show_labels_with_gt_draws_matched_colours():
     assert np.array_equal(drawn, gt)
 
 
-def test_show_labels_over_an_image_outlines_without_blending():
+def test_show_labels_over_an_image_fills_translucent_segments_and_outlines_them():
     labels = torch.tensor([[0, 0, 1, 1]] * 4)
     fig, ax = plt.subplots()
     viz.show_labels(ax, labels, image=torch.rand(3, 8, 8))
-    assert len(ax.get_images()) == 1  # only the image: no colour layer over it
+    image, fill = ax.get_images()  # the image, then one colour layer over it
+    under = image.get_array()
+    assert np.allclose(under[..., 0], under[..., 1]) and np.allclose(under[..., 1], under[..., 2])  # in grey
+    assert fill.get_alpha() == viz.SEGMENT_ALPHA and 0 < fill.get_alpha() < 1
+    assert fill.get_extent() == [-0.5, 7.5, 7.5, -0.5]  # labels at half size cover the whole image
     (edges,) = ax.collections
     assert len(edges.get_segments()) == 4  # 4 rows of one vertical edge between the two segments
     assert np.allclose(edges.get_segments()[0][:, 0], 3.5)  # at the image's pixel edge (labels at half size)
+
+
+def test_show_labels_alpha_zero_draws_outlines_only():
+    fig, ax = plt.subplots()
+    viz.show_labels(ax, torch.tensor([[0, 1]] * 2), image=torch.rand(3, 2, 2), alpha=0)
+    assert len(ax.get_images()) == 1 and len(ax.collections) == 1
+    assert not np.allclose(ax.get_images()[0].get_array()[..., 0], ax.get_images()[0].get_array()[..., 1])  # colour
+
+
+def test_label_zero_is_grey_only_where_it_is_the_background():
+    grey = viz.PALETTE[0]
+    labels = np.array([[0, 1], [2, 3]])
+    fig, axes = plt.subplots(1, 4)
+    viz.show_labels(axes[0], labels)  # a flat map: the world's ground truth, id 0 its background
+    viz.show_labels(axes[1], labels, image=torch.rand(3, 2, 2))  # unmatched segments over an image
+    viz.show_labels(axes[2], labels, image=torch.rand(3, 2, 2), gt=labels)  # matched: 0 is the GT background
+    viz.show_labels(axes[3], labels, background=False)
+    drawn = [ax.get_images()[-1] for ax in axes]
+    colour = [tuple(im.cmap(im.norm(im.get_array()))[0, 0, :3]) for im in drawn]
+    assert np.allclose(colour[0], grey) and np.allclose(colour[2], grey)
+    assert not np.allclose(colour[1], grey) and not np.allclose(colour[3], grey)
+    assert viz.segment_colour(0, background=False) == tuple(colour[3])
+    ids = viz._colour_index(np.arange(60))  # other ids wrap around the colours, never onto the grey
+    assert ids[0] == 0 and (ids[1:] > 0).all()
+
+
+def test_stages_keep_one_colour_per_region_across_iterations():
+    agg = torch.zeros(4, 4, 4, 4)
+    agg[:, :2, :, :2] = 1 / 8  # left half attends to the left half, right half to the right half
+    agg[:, 2:, :, 2:] = 1 / 8
+    from zsnb import diffseg
+    stages = diffseg.proposals(agg, 0.5, 4, 2)
+    fig, axes = plt.subplots(1, 2)
+    viz.plot_stages(axes, stages, np.random.rand(8, 8, 3))
+    fills = [ax.get_images()[1].get_array() for ax in axes]
+    assert np.array_equal(fills[0], fills[1])  # the same region, the same colour, at every iteration
+
+
+def test_show_segmentations_draws_gt_and_predictions_over_the_image():
+    gt = np.array([[0, 1], [2, 2]])
+    fig, axes = plt.subplots(1, 3)
+    viz.show_segmentations(axes, torch.rand(3, 2, 2), gt, {"m": np.array([[5, 6], [8, 8]])})
+    assert [len(ax.get_images()) for ax in axes] == [1, 2, 2]
+    assert np.array_equal(axes[1].get_images()[1].get_array(), axes[2].get_images()[1].get_array())
 
 
 def test_share_scale_gives_all_maps_one_norm_and_one_colorbar():
@@ -94,9 +142,12 @@ def test_saved_figure_has_the_style_dpi_and_size(tmp_path, monkeypatch):
     monkeypatch.setenv(viz.FIGURES_ENV, str(tmp_path))
     fig = plt.figure(figsize=(4, 2))
     fig.add_subplot().plot([0, 1])
-    img = Image.open(viz.save(fig, "x"))
-    assert img.info["dpi"][0] == pytest.approx(150, abs=0.1)
-    assert 0.85 * 600 <= img.size[0] <= 600 and 0.85 * 300 <= img.size[1] <= 300  # tight bbox trims a little
+    img = Image.open(viz.save(fig, "x"))  # 4 in at the style's 150 dpi is 600 px: raised to 900 px
+    assert img.info["dpi"][0] == pytest.approx(viz.MIN_LONG_SIDE_PX / 4, abs=0.1)
+    assert 0.85 * 900 <= img.size[0] <= 900 and 0.85 * 450 <= img.size[1] <= 450  # tight bbox trims a little
+    fig = plt.figure(figsize=(8, 2))
+    fig.add_subplot().plot([0, 1])
+    assert Image.open(viz.save(fig, "y")).info["dpi"][0] == pytest.approx(150, abs=0.1)  # already wide enough
 
 
 def test_figures_of_another_backbone_or_random_weights_go_to_their_own_folder(tmp_path, monkeypatch):
@@ -123,20 +174,40 @@ def _sweep(ts: list[int]) -> dict:
     return {"none": {t: row for t in ts}, "seeded": {t: row for t in ts}}
 
 
-def test_timestep_sweep_has_no_negative_tick_and_one_colour_per_side():
+def _overprinted(ax) -> bool:
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_timestep_sweep_has_a_linear_t_axis_without_negative_or_overprinted_ticks():
     ts = [0, 25, 50, 100, 200, 300, 500, 700]
-    fig, axes = plt.subplots(2, 2)
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), layout="constrained")
     sweep = _sweep(ts)
     viz.plot_timestep_sweep(axes.flat, sweep, sweep["none"][0]["diffseg"])
     fig.canvas.draw()
     for ax in axes.flat:
+        assert ax.get_xscale() == "linear"
         lo, hi = ax.get_xlim()
         shown = [tk for tk in ax.get_xticks() if lo <= tk <= hi]
-        assert min(shown) == 0 and all(tk >= 0 for tk in shown)
+        assert min(shown) == 0 and all(tk >= 0 for tk in shown) and len(shown) <= 8
         assert not any("−" in t.get_text() or "-" in t.get_text() for t in ax.get_xticklabels())
+        assert not _overprinted(ax)
+        assert set(ts) <= {*ax.get_xticks(minor=True), *shown}  # the sampled grid: small ticks between labels
+        assert ax.get_legend() is None  # one legend, outside the panels
+    (legend,) = fig.legends
+    assert legend.get_window_extent().y1 <= min(ax.get_window_extent().y0 for ax in axes.flat)
     lines = axes.flat[0].get_lines()
     by_mode = [[ln.get_color() for ln in lines if ln.get_linestyle() == ls] for ls in ("-", "--")]
     assert by_mode[0] == by_mode[1] and len(set(by_mode[0])) == 2  # same side, same colour, in both modes
+
+
+def test_timestep_axis_on_a_dense_grid_keeps_labels_apart():
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ts = list(range(0, 1000, 20))
+    ax.plot(ts, ts)
+    viz.timestep_axis(ax, ts)
+    fig.canvas.draw()
+    assert not _overprinted(ax) and len(ax.get_xticks()) <= 8
 
 
 def test_timestep_sweep_shifts_error_bars_apart():
@@ -189,6 +260,8 @@ def test_level_snr_falls_with_t():
     viz.plot_level_snr(ax, {"objects": 1.0, "parts": 0.1}, ab, [10, 500, 900])
     ys = [line.get_ydata() for line in ax.get_lines()[:2]]
     assert all(np.all(np.diff(y) < 0) for y in ys) and np.allclose(ys[0] / ys[1], 10)
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the axes, not over data
     plt.close(fig)
 
 
@@ -198,4 +271,15 @@ def test_iou_by_area_plot_has_one_line_per_nonempty_bin():
     fig, ax = plt.subplots()
     viz.plot_iou_by_area(ax, {0: bins(0.5), 300: bins(0.2)}, lambda b: f"{b['lo']}-{b['hi']} px")
     assert len(ax.get_legend().get_texts()) == 1 and ax.get_legend().get_texts()[0].get_text() == "0-48 px (n 3)"
+    plt.close(fig)
+
+
+def test_aggregation_drawing_shows_one_row_per_side_and_the_sum():
+    total = torch.full((4, 4), 1 / 16)
+    fig = viz.show_aggregation({4: torch.full((4, 4), 1 / 16), 2: torch.full((2, 2), 0.25)},
+                               {4: total, 2: total}, {4: 2 / 3, 2: 1 / 3}, total, (1, 2))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert sum("query side" in t for t in titles) == 2 and any("weighted sum" in t for t in titles)
+    assert sorted(t.get_text() for ax in fig.axes for t in ax.texts if t.get_text().startswith("×")) == \
+        ["× 1/3", "× 2/3"]
     plt.close(fig)

@@ -128,10 +128,14 @@ def _check_positive(**values: float) -> None:
 
 def affinity(features: Tensor, alpha: float = 10.0) -> Tensor:
     """(h, w, C) or (N, C) features -> (N, N) float64 in [0, 1]: min-max normalised cosine ** alpha."""
-    _check_positive(alpha=alpha)
     flat = _check_features(features)
     unit = F.normalize(as_real(flat), dim=1)
-    cos = (unit @ unit.T).double()  # (N, N); float32 product, float64 from here so ** alpha cannot underflow
+    return cosine_affinity((unit @ unit.T).double(), alpha)  # float32 product, float64 so ** alpha cannot underflow
+
+
+def cosine_affinity(cos: Tensor, alpha: float = 10.0) -> Tensor:
+    """(N, N) float64 cosines -> (N, N) float64 affinity in [0, 1]: min-max normalised, ** alpha."""
+    _check_positive(alpha=alpha)
     lo, hi = cos.min(), cos.max()
     if hi - lo <= COSINE_ATOL:  # all tokens alike: no structure to cut, so one fully connected segment
         return torch.ones_like(cos)

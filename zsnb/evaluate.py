@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from zsnb import data, metrics, registry, worldeval
 from zsnb.backbones import load_backbone
@@ -125,7 +124,7 @@ def evaluate_shard(method: str, backbone: Backbone, dataset: data.Dataset, indic
     label_size = getattr(params, m.label_key) or image_size
     path = out / f"records-{rank}.jsonl"
     _end_torn_line(path)
-    for i in tqdm(todo, desc=f"{method} {dataset.name} [{rank}]", disable=not progress, position=rank):
+    for i in worldeval.bar(todo, desc=f"{method} {dataset.name} [{rank}]", disable=not progress, position=rank):
         sample = dataset[i]
         image, label = data.prepare(sample, image_size, label_size, m.crop_shrink)
         if sample.parts is not None:  # world: parts need the same preparation as the objects

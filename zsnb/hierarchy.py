@@ -8,12 +8,11 @@ rule below is OUR choice:
 
 - `contextual_similarity`: the DiffSeg aggregate A (R*R, R*R) at the highest attention side R, fused with
   the feature kernel C = softmax_rows(cos(f_i, f_j) / T) of a tap bilinearly upsampled to R.
-- `select_timesteps`: per pixel, the t whose similarity row minimises a criterion (entropy, or symmetric-KL
-  disagreement with its 4-neighbours); a granularity target picks the smallest (part) or largest (object)
-  t whose score lies within `slack` of the pixel's best.
-- Grouping: DiffSeg's KL merge on the fused map reshaped (R, R, R, R); recursive NCut (zsnb.diffcut) on
-  sqrt(rows) of the fused map, whose cosine is the Bhattacharyya coefficient of two pixels' maps (then
-  DiffCut's concept assignment, no PAMR). `adaptive_segment` runs them all (the registry's "adaptive" method).
+- Grouping: DiffSeg's KL merge on the map reshaped (R, R, R, R); recursive NCut (zsnb.diffcut) on sqrt(rows),
+  whose cosine is the Bhattacharyya coefficient of two pixels' maps (then DiffCut's concept assignment, no
+  PAMR).
+- Per-pixel t: a criterion of `zsnb.timemap` picks a t map, and one of PIPELINES segments with it
+  (`segment_with_tmap`); `adaptive_segment` runs the whole chain (the registry's "adaptive" method).
 """
 
 from __future__ import annotations
@@ -26,17 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zsnb import diffcut, diffseg
+from zsnb import diffcut, diffseg, timemap
 from zsnb.diffseg import LOG_FLOOR
 from zsnb.errors import ZsnbError
 from zsnb.precision import as_real
 
 FUSIONS: tuple[str, ...] = ("reweight", "random_walk", "attention", "features")
-CRITERIA: tuple[str, ...] = ("entropy", "agreement")
-TARGETS: tuple[str | None, ...] = (None, "part", "object")
 GROUPINGS: tuple[str, ...] = ("diffseg", "ncut")
+PIPELINES: tuple[str, ...] = ("mix", "smooth", "pairwise", "region")  # ways to segment with a t map (timemap)
 DEFAULT_TEMPERATURE: float = 0.1  # cosine temperature of the feature kernel (our choice; see 06 notebook)
-DEFAULT_SLACK: float = 0.1  # target rule: fraction of a pixel's score range (over t) counted as "near best"
 
 
 def _choice(value: Any, allowed: Sequence[Any], name: str) -> None:
@@ -96,77 +93,6 @@ def contextual_similarity(maps: Mapping[str, Tensor], features: Tensor | None = 
     return fuse(attention, feature_kernel(features.cpu(), R, temperature), fusion)
 
 
-def entropy(maps: Tensor) -> Tensor:
-    """(..., D) row distributions -> (...) Shannon entropy in nats."""
-    return -(maps * maps.clamp_min(LOG_FLOOR).log()).sum(-1)
-
-
-def disagreement(maps: Tensor) -> Tensor:
-    """(R*R, D) per-pixel maps -> (R, R) mean symmetric KL to the pixel's 4-neighbours inside the grid."""
-    R = diffseg._side(maps.shape[0], "maps")
-    x = maps.reshape(R, R, -1)
-    logs = x.clamp_min(LOG_FLOOR).log()
-    total = torch.zeros(R, R)
-    count = torch.zeros(R, R)
-    for dim in (0, 1):  # each neighbour pair once, credited to both pixels
-        a, b = x.narrow(dim, 0, R - 1), x.narrow(dim, 1, R - 1)
-        kl = diffseg.symmetric_kl(a, b, logs.narrow(dim, 0, R - 1), logs.narrow(dim, 1, R - 1), paired=True)
-        for offset in (0, 1):
-            total.narrow(dim, offset, R - 1).add_(kl)
-            count.narrow(dim, offset, R - 1).add_(1)
-    return total / count.clamp_min(1)
-
-
-def _stack(maps_by_t: Mapping[int, Tensor] | Sequence[Tensor]) -> Tensor:
-    """{t: (N, N)} in increasing t, or a sequence of (N, N) -> (T, N, N); ZsnbError if unusable."""
-    if isinstance(maps_by_t, Mapping):
-        ts = list(maps_by_t)
-        if ts != sorted(ts) or len(set(ts)) != len(ts):
-            raise ZsnbError(f"maps_by_t keys {ts} must be distinct timesteps in increasing order.")
-        maps_by_t = list(maps_by_t.values())
-    if len(maps_by_t) == 0 or len({tuple(m.shape) for m in maps_by_t}) != 1 or maps_by_t[0].ndim != 2:
-        raise ZsnbError("maps_by_t must hold at least one map, all of the same shape (R*R, R*R).")
-    return torch.stack([as_real(m) for m in maps_by_t])
-
-
-def criterion_scores(maps_by_t: Mapping[int, Tensor] | Sequence[Tensor], criterion: str = "entropy") -> Tensor:
-    """{t: (R*R, R*R)} -> (T, R, R) per-pixel scores, lower is better (entropy or neighbour disagreement)."""
-    return _scores(_stack(maps_by_t), criterion)
-
-
-def _scores(stack: Tensor, criterion: str) -> Tensor:
-    """(T, R*R, R*R) stacked maps -> (T, R, R) criterion scores."""
-    _choice(criterion, CRITERIA, "criterion")
-    R = diffseg._side(stack.shape[1], "maps_by_t")
-    if criterion == "entropy":
-        return entropy(stack).reshape(-1, R, R)
-    return torch.stack([disagreement(m) for m in stack])
-
-
-def select_timesteps(maps_by_t: Mapping[int, Tensor] | Sequence[Tensor], criterion: str = "entropy",
-                     target: str | None = None, slack: float = DEFAULT_SLACK) -> tuple[Tensor, Tensor]:
-    """{t: (R*R, R*R)} (increasing t) -> (t* index (R, R) long, fused (R*R, R*R): row i from map t*(i)).
-
-    target None: argmin of the criterion. "part" / "object": the smallest / largest t whose score is within
-    slack * (max - min over t) of the pixel's minimum (smaller t = less noise = finer groups, our rule).
-    """
-    _choice(target, TARGETS, "target")
-    if not (isinstance(slack, int | float) and 0 <= slack <= 1):
-        raise ZsnbError(f"slack={slack!r} must be a number in [0, 1].")
-    stack = _stack(maps_by_t)  # (T, R*R, R*R)
-    scores = _scores(stack, criterion)  # (T, R, R)
-    if target is None:
-        choice = scores.argmin(0)
-    else:
-        lo, hi = scores.amin(0), scores.amax(0)
-        near = scores <= lo + slack * (hi - lo)  # (T, R, R), at least the minimum is near
-        order = torch.arange(len(stack)).view(-1, 1, 1).expand_as(near)
-        choice = torch.where(near, order, len(stack) if target == "part" else -1)
-        choice = choice.amin(0) if target == "part" else choice.amax(0)
-    fused = stack[choice.flatten(), torch.arange(stack.shape[1])]  # (R*R, R*R)
-    return choice, fused
-
-
 def group_diffseg(fused: Tensor, out_size: int | tuple[int, int], kl_threshold: float = 1.1, num_points: int = 16,
                   iterations: int = 3) -> Tensor:
     """(R*R, R*R) row-stochastic map -> (H, W) = out_size long labels by DiffSeg's KL merge."""
@@ -193,21 +119,52 @@ def group(fused: Tensor, grouping: str, out_size: int | tuple[int, int], *, kl_t
 
 def layer_entropy(maps: Mapping[str, Tensor]) -> dict[str, float]:
     """{layer: (Q, K) maps} -> {layer: mean row entropy / log(K)} in [0, 1] (1 = uniform attention)."""
-    return {k: float(entropy(as_real(m)).mean() / math.log(m.shape[-1])) for k, m in maps.items()}
+    return {k: float(timemap.entropy(as_real(m)).mean() / math.log(m.shape[-1])) for k, m in maps.items()}
+
+
+def ladder(maps: Tensor, grouping: str, out_size: int | tuple[int, int], **values: float) -> Tensor:
+    """(T, N, N) maps -> (T, H, W) = out_size static labels of each t by one grouping (values: `group`'s)."""
+    return torch.stack([group(m, grouping, out_size, **values) for m in maps])
+
+
+def segment_with_tmap(maps: Tensor, choice: Tensor, grouping: str, pipeline: str, out_size: int | tuple[int, int],
+                      *, static: Tensor | None = None, cos: Tensor | None = None, **values: float) -> Tensor:
+    """(T, N, N) maps, (N,) t map -> (H, W) = out_size labels by one of PIPELINES.
+
+    mix: group the rows read at each token's t; smooth: the same after a 3 x 3 mode filter of the t map;
+    pairwise (NCut only): tokens compared at the coarser of their two t; region: a tree cut across the static
+    segmentations (`static`, (T, H, W), computed when None). cos: `timemap.cosines(maps)` if at hand.
+    """
+    _choice(pipeline, PIPELINES, "pipeline")
+    if pipeline in ("mix", "smooth"):
+        rows = timemap.mix_rows(maps, timemap.smooth(choice) if pipeline == "smooth" else choice)
+        return group(rows, grouping, out_size, **values)
+    if pipeline == "pairwise":
+        if grouping != "ncut":
+            raise ZsnbError("pipeline='pairwise' compares tokens by NCut affinity; use grouping='ncut'.")
+        return timemap.ncut_pairwise(maps, choice, out_size, values.get("tau", 0.5), values.get("alpha", 10.0), cos)
+    static = ladder(maps, grouping, out_size, **values) if static is None else static
+    return timemap.region_select(static, timemap.upsample(choice, tuple(static.shape[1:])))
 
 
 def adaptive_segment(maps_by_t: Mapping[int, Mapping[str, Tensor]], features_by_t: Mapping[int, Tensor] | None,
-                     out_size: int | tuple[int, int], *, grouping: str = "diffseg", fusion: str = "reweight",
-                     criterion: str = "entropy", target: str | None = None, slack: float = DEFAULT_SLACK,
+                     out_size: int | tuple[int, int], *, grouping: str = "diffseg", pipeline: str = "mix",
+                     criterion: str = "entropy", knob: float = 0.0, fusion: str = "attention",
                      temperature: float = DEFAULT_TEMPERATURE, kl_threshold: float = 1.1, num_points: int = 16,
                      iterations: int = 3, tau: float = 0.5, alpha: float = 10.0) -> tuple[Tensor, Tensor]:
-    """{t: {layer: maps}}, {t: (h, w, C)} -> (labels (H, W) = out_size long, t* index (R, R)).
+    """{t: {layer: maps}}, {t: (h, w, C)} -> (labels (H, W) = out_size long, t map (R, R) of indices into t).
 
-    Contextual similarity per t (fusion, temperature), t* per pixel (criterion, target, slack), then the
-    grouping (DiffSeg: kl_threshold, num_points, iterations; NCut: tau, alpha).
+    Contextual similarity per t (fusion, temperature), the static segmentation of each t, a t map by
+    `timemap.choose` (criterion, knob), then `segment_with_tmap` (pipeline; DiffSeg: kl_threshold, num_points,
+    iterations; NCut: tau, alpha).
     """
+    _choice(grouping, GROUPINGS, "grouping")
     sims = {t: contextual_similarity(maps_by_t[t], None if features_by_t is None else features_by_t[t], fusion,
                                      temperature) for t in sorted(maps_by_t)}
-    choice, fused = select_timesteps(sims, criterion, target, slack)
-    return group(fused, grouping, out_size, kl_threshold=kl_threshold, num_points=num_points, iterations=iterations,
-                 tau=tau, alpha=alpha), choice
+    maps = timemap.stack(sims)
+    values = ({"kl_threshold": kl_threshold, "num_points": num_points, "iterations": iterations}
+              if grouping == "diffseg" else {"tau": tau, "alpha": alpha})
+    static = ladder(maps, grouping, out_size, **values)
+    choice = timemap.choose(timemap.statistics(maps, static), criterion, knob)
+    labels = segment_with_tmap(maps, choice, grouping, pipeline, out_size, static=static, **values)
+    return labels, choice.view(diffseg._side(len(choice), "maps"), -1)

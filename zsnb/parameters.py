@@ -26,8 +26,8 @@ from zsnb.protocol import ENCODER_TAP, NOISE_SEED, Needs
 Noise = Literal["none", "seeded"]
 Grouping = Literal["diffseg", "ncut"]
 Fusion = Literal["reweight", "random_walk", "attention", "features"]
-Criterion = Literal["entropy", "agreement"]
-Target = Literal["part", "object"]
+Criterion = Literal["entropy", "agreement", "stability", "growth"]
+Pipeline = Literal["mix", "smooth", "pairwise", "region"]
 Graph = Literal["transition", "adjacency"]
 
 
@@ -98,18 +98,18 @@ class DiffCutParams(Params):
 
 @dataclass(frozen=True)
 class AdaptiveParams(Params):
-    """Ours: per-pixel timestep t* on contextual similarity maps, then DiffSeg or NCut grouping."""
+    """Ours: a per-token timestep map from a label-free criterion, then a pipeline that segments with it."""
 
     size: int = src(512, "ours: DiffSeg's input size")
-    timesteps: tuple[int, ...] = src((25, 50, 100, 200, 300, 500), "ours: the candidates for t*")
-    noise: Noise = src("none", "ours: DiffSeg's clean input")
+    timesteps: tuple[int, ...] = src((0, 100, 200, 300, 400, 500, 600, 700), "ours: the candidates for t*")
+    noise: Noise = src("seeded", "ours: noised at each t, so t picks the level")
     seed: int = src(NOISE_SEED, "DiffCut's seed")
     draws: int = src(1, "ours: one forward per t")
     grouping: Grouping = src("diffseg", "ours")
-    fusion: Fusion = src("random_walk", "ours: attention step, then feature step")
-    criterion: Criterion = src("entropy", "ours: the t whose row has the lowest entropy")
-    target: Target | None = src(None, "ours: None keeps the best-scoring t")
-    slack: float = src(hierarchy.DEFAULT_SLACK, "ours: share of a pixel's score range counted as near best")
+    pipeline: Pipeline = src("region", "ours: a tree cut across the static segmentations (zsnb.timemap)")
+    criterion: Criterion = src("stability", "ours: the t where a token's attention row stops changing")
+    knob: float = src(0.03, "ours: the criterion's one knob (zsnb.timemap.choose)")
+    fusion: Fusion = src("attention", "ours: plain attention (fusion did not help on the organism)")
     temperature: float = src(hierarchy.DEFAULT_TEMPERATURE, "ours: cosine temperature of the feature kernel")
     tap: str = src(ENCODER_TAP, "DiffCut's feature tap")
     kl_threshold: float = src(1.1, "DiffSeg's (COCO-Stuff-27)")

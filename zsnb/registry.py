@@ -140,8 +140,8 @@ def _adaptive(cap: Capture, index: int, p: AdaptiveParams, out_hw: tuple[int, in
     maps = {t: cap.self_attention(t, index) for t in ts}
     features = None if p.fusion == "attention" else {t: cap.features(t, p.tap, index) for t in ts}
     return hierarchy.adaptive_segment(
-        maps, features, out_hw, grouping=p.grouping, fusion=p.fusion, criterion=p.criterion, target=p.target,
-        slack=p.slack, temperature=p.temperature, kl_threshold=p.kl_threshold, num_points=p.num_points,
+        maps, features, out_hw, grouping=p.grouping, pipeline=p.pipeline, criterion=p.criterion, knob=p.knob,
+        fusion=p.fusion, temperature=p.temperature, kl_threshold=p.kl_threshold, num_points=p.num_points,
         iterations=p.iterations, tau=p.tau, alpha=p.alpha)[0]
 
 

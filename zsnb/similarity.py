@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zsnb import diffseg, hierarchy
+from zsnb import diffseg, timemap
 from zsnb.errors import ZsnbError
 from zsnb.precision import as_real
 
@@ -69,7 +69,7 @@ def map_statistics(maps: Tensor) -> dict[str, float]:
     side = diffseg._side(maps.shape[0], "maps")
     grid = torch.cartesian_prod(torch.arange(side), torch.arange(side)).to(maps.dtype)  # (Q, 2) (row, col)
     mean = maps.mean(0, keepdim=True)
-    return {"relative entropy": float(hierarchy.entropy(maps).mean() / math.log(maps.shape[-1])),
+    return {"relative entropy": float(timemap.entropy(maps).mean() / math.log(maps.shape[-1])),
             "distance": float((maps * torch.cdist(grid, grid)).sum(-1).mean()),
             "cosine to mean": float(F.cosine_similarity(maps, mean).mean()),
             "sink share": float(mean.max())}

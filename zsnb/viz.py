@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from matplotlib.colors import ListedColormap, LogNorm, Normalize, PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
+from matplotlib.patches import ConnectionPatch
 from matplotlib.patheffects import withStroke
 from matplotlib.transforms import offset_copy
 from torch import Tensor
@@ -62,9 +64,17 @@ def use_style() -> None:
     plt.rcParams.update(STYLE)
 
 
-def segment_colour(label: int) -> tuple[float, float, float]:
-    """RGB of segment id `label`, as `show_labels` draws it (ids wrap around the palette)."""
-    return PALETTE[label % len(PALETTE)]
+def _colour_index(labels: np.ndarray, background: bool = True) -> np.ndarray:
+    """Palette index of each segment id: id 0 the grey when `background`, every other id a colour (wrapping
+    around the palette's colours, never onto the grey)."""
+    labels = np.asarray(labels)
+    n = len(PALETTE) - 1
+    return np.where(labels == 0, 0, 1 + (labels - 1) % n) if background else 1 + labels % n
+
+
+def segment_colour(label: int, background: bool = True) -> tuple[float, float, float]:
+    """RGB of segment id `label`, as `show_labels` draws it (background=False: id 0 is a segment, not grey)."""
+    return PALETTE[int(_colour_index(np.asarray(label), background))]
 
 
 FIGURES_ENV = "ZSNB_FIGURES"  # set by `make test`, so re-executing the notebooks leaves figures/ untouched
@@ -107,7 +117,10 @@ MIN_LONG_SIDE_PX = 900  # a saved figure fills the width GitHub and JupyterLab g
 def save(fig: Figure, name: str) -> Path:
     """Save `fig` as <figures>/<name>.png (long side at least MIN_LONG_SIDE_PX) and return the path."""
     path = figures_dir() / f"{name}.png"
-    dpi = max(float(plt.rcParams["savefig.dpi"]), MIN_LONG_SIDE_PX / max(fig.get_size_inches()))
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, what bbox_inches="tight" will keep
+    base = plt.rcParams["savefig.dpi"]
+    base = fig.dpi if base == "figure" else float(base)
+    dpi = max(base, MIN_LONG_SIDE_PX / max(tight.width, tight.height))
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})  # no version stamp: same bytes
     return path
 
@@ -190,13 +203,20 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return np.concatenate([vertical, horizontal]).astype(float)
 
 
-def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str = "", image=None, alpha: float = 0.0,
-                gt: torch.Tensor | np.ndarray | None = None) -> None:
-    """Draw an (H, W) label map as flat colours or, given an image, as segment outlines over it.
+SEGMENT_ALPHA = 0.55  # opacity of the segment colours over an image: the image stays readable underneath
 
-    gt (H, W): colour each segment as the GT id it is matched to (`match_to_gt`). alpha > 0 also tints the
-    image with the segment colours; the default keeps striped textures readable (no colour blend). labels
-    None (a photo's missing ground truth) says so in the panel.
+
+def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str = "", image=None,
+                alpha: float | None = None, gt: torch.Tensor | np.ndarray | None = None, *,
+                background: bool | None = None) -> None:
+    """Draw an (H, W) label map as flat colours or, given an image, as translucent filled segments over it
+    (the image in grey underneath, segment edges outlined).
+
+    gt (H, W): colour each segment as the GT id it is matched to (`match_to_gt`), so one object keeps one colour
+    across a figure. alpha: opacity of the colours over an image (default SEGMENT_ALPHA; 0: outlines only).
+    background: whether id 0 is the background, drawn grey; None: yes for flat maps and GT-matched ones (the
+    world's id 0 is its background), no for unmatched segments over an image (id 0 is just a segment).
+    labels None (a photo's missing ground truth) says so in the panel.
     """
     if labels is None:
         ax.text(0.5, 0.5, "no ground truth\n(your photo)", ha="center", va="center", transform=ax.transAxes)
@@ -204,32 +224,40 @@ def show_labels(ax: Axes, labels: torch.Tensor | np.ndarray | None, title: str =
         ax.axis("off")
         return
     arr = _np(labels) if gt is None else match_to_gt(labels, gt)
-    coloured = arr % len(PALETTE)
+    if background is None:
+        background = image is None or gt is not None
+    coloured = _colour_index(arr, background)
     if image is None:
         ax.imshow(coloured, cmap=SEGMENT_CMAP, vmin=0, vmax=len(PALETTE) - 1)
     else:
-        show_image(ax, image)
-        scale = _hwc(image).shape[0] / arr.shape[0]  # labels may be coarser than the image
+        alpha = SEGMENT_ALPHA if alpha is None else alpha
+        rgb = np.clip(_hwc(image), 0, 1)
+        # under the colours the image is drawn in grey, so a segment's colour reads as its colour, not a blend
+        show_image(ax, np.repeat(rgb @ np.array([0.299, 0.587, 0.114])[:, None], 3, -1) if alpha > 0 else rgb)
+        scale = rgb.shape[0] / arr.shape[0]  # labels may be coarser than the image
         if alpha > 0:
             ax.imshow(coloured, cmap=SEGMENT_CMAP, vmin=0, vmax=len(PALETTE) - 1, alpha=alpha,
                       extent=(-0.5, arr.shape[1] * scale - 0.5, arr.shape[0] * scale - 0.5, -0.5))
         edges = (boundaries(arr) + 0.5) * scale - 0.5
-        ax.add_collection(LineCollection(edges, colors="white", linewidths=1.0,
-                                         path_effects=[withStroke(linewidth=2.2, foreground="black")]))
+        ax.add_collection(LineCollection(edges, colors="black", linewidths=0.6, alpha=0.85))
     ax.set_title(title)
     ax.axis("off")
 
 
 def show_segmentations(axes: Sequence[Axes], image: Any, gt: torch.Tensor | np.ndarray | None,
-                       preds: Mapping[str, torch.Tensor | np.ndarray], gt_title: str = "ground truth") -> None:
+                       preds: Mapping[str, torch.Tensor | np.ndarray], gt_title: str = "ground truth",
+                       over_image: bool = True) -> None:
     """Image | GT | each (H, W) prediction coloured by its GT match, in one row: len(axes) == 2 + len(preds).
 
+    over_image: GT and predictions as translucent segments over the image (False: flat colours).
     gt None (a photo): the GT panel says so and predictions keep their own colours.
     """
     show_image(axes[0], image, "image")
-    show_labels(axes[1], gt, gt_title if gt is None else f"{gt_title}: {len(np.unique(_np(gt)))}")
+    under = image if over_image else None
+    show_labels(axes[1], gt, gt_title if gt is None else f"{gt_title}: {len(np.unique(_np(gt)))}", image=under,
+                background=True)
     for ax, (name, labels) in zip(axes[2:], preds.items(), strict=True):
-        show_labels(ax, labels, f"{name}: {len(np.unique(_np(labels)))}", gt=gt)
+        show_labels(ax, labels, f"{name}: {len(np.unique(_np(labels)))}", image=under, gt=gt)
 
 
 def show_map(ax: Axes, values: torch.Tensor | np.ndarray, title: str = "", query: tuple[int, int] | None = None,
@@ -369,22 +397,33 @@ def plot_inter(ax: Axes, sv: similarity.Survey, level: str, view: str, tau: floa
     ax.legend()
 
 
-def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any) -> None:
-    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") outlined on the (H, W, 3) image."""
+def plot_stages(axes: Sequence[Axes], stages: Sequence[Tensor], image: Any,
+                gt: torch.Tensor | np.ndarray | None = None) -> None:
+    """Draw each iteration's (n_i, R, R) proposals as argmax labels ("NMS") filled over the (H, W, 3) image.
+
+    Colours: each segment takes the colour of the GT id it matches (gt (H, W), e.g. the objects), else of the
+    final iteration's segment it matches, so a region keeps one colour across the iterations.
+    """
     image = np.asarray(image)
-    for it, (ax, props) in enumerate(zip(axes, stages, strict=True)):
-        labels = diffseg.assign(props, image.shape[0])
-        show_labels(ax, labels, f"iteration {it}: {len(props)} proposals\n-> {int(labels.max()) + 1} segments",
-                    image=image)
+    labels = [diffseg.assign(props, image.shape[:2]) for props in stages]
+    ref = labels[-1] if gt is None else gt
+    for it, (ax, props, lab) in enumerate(zip(axes, stages, labels, strict=True)):
+        n, k = len(props), int(lab.max()) + 1
+        show_labels(ax, lab, f"iteration {it}: {n} proposal{'s' * (n != 1)}\n-> {k} segment{'s' * (k != 1)}",
+                    image=image, gt=ref, background=gt is not None)
 
 
 def show_diffseg(aggregated: Tensor, image: Any, kl_threshold: float = 1.1, num_points: int = 16,
-                 iterations: int = 3) -> Figure:
-    """New figure: the proposals after each iteration for these parameters (for `viz.explore`)."""
+                 iterations: int = 3, *, axes: Sequence[Axes] | None = None,
+                 gt: torch.Tensor | np.ndarray | None = None) -> Figure:
+    """The proposals after each iteration for these parameters (for `viz.explore`), on a new figure or on
+    `axes` (one per iteration: a row of a small-multiples figure); gt: colours matched to it (`plot_stages`)."""
     stages = diffseg.proposals(aggregated, kl_threshold, num_points, iterations)
-    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages), 2.6), squeeze=False)
-    plot_stages(axes[0], stages, image)
-    return fig
+    if axes is None:
+        fig, grid = plt.subplots(1, len(stages), figsize=(2.4 * len(stages), 2.6), squeeze=False)
+        axes = grid[0]
+    plot_stages(axes, stages, image, gt)
+    return axes[0].figure
 
 
 def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, Sequence[Mapping]],
@@ -411,17 +450,25 @@ def plot_sweep(axes: Sequence[Axes], taus: Sequence[float], sweep: Mapping[str, 
         ax.set_xscale("log")
         ax.set_xlabel("KL threshold tau (dotted: default)")
         ax.set_title(title)
-    # below the axes: inside, the legend would cover the curves of a sweep that spans the whole panel
-    handles, names = axes[0].get_legend_handles_labels()
-    axes[0].figure.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(len(names), 4))
-    axes[2].legend()
+    _legend_below(axes)
 
 
-def diffseg_explorer(aggregated: Tensor, image: Any) -> Callable[..., Figure]:
+def _legend_below(axes: Sequence[Axes], ncols: int = 4, **kw: Any) -> Any:
+    """One figure legend below `axes` (every labelled artist of them, each label once), never over data."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(name, h)
+    return axes[0].figure.legend(list(seen.values()), list(seen), loc="upper center", ncols=min(len(seen), ncols),
+                                 bbox_to_anchor=(0.5, 0.0), **kw)
+
+
+def diffseg_explorer(aggregated: Tensor, image: Any, gt: torch.Tensor | np.ndarray | None = None
+                     ) -> Callable[..., Figure]:
     """`show_diffseg` bound to one aggregate and image: f(kl_threshold, num_points, iterations) -> figure."""
 
     def explore(kl_threshold: float = 1.1, num_points: int = 16, iterations: int = 3) -> Figure:
-        return show_diffseg(aggregated, image, kl_threshold, num_points, iterations)
+        return show_diffseg(aggregated, image, kl_threshold, num_points, iterations, gt=gt)
 
     return explore
 
@@ -433,13 +480,20 @@ NOISE_STYLES = ("-", "--")  # line style of the first and second noise mode of a
 ERRORBAR_SHIFT_PT = 3.0  # horizontal spacing (points) between the error bars of series sharing an x value
 
 
-def timestep_axis(ax: Axes, timesteps: Sequence[int]) -> None:
-    """Symmetric-log t axis (linear below the first non-zero t) ticked at the grid, never below t = 0."""
-    ax.set_xscale("symlog", linthresh=min((t for t in timesteps if t > 0), default=1))
-    ax.set_xlim(-0.25 * min((t for t in timesteps if t > 0), default=1), max(timesteps) * 1.15)
-    ax.set_xticks(list(timesteps), [str(t) for t in timesteps], rotation=90)
-    ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.set_xlabel("t")
+T_TICK_STEPS = (50, 100, 200, 250, 500, 1000)  # candidate spacings of the labelled t ticks
+
+
+def timestep_axis(ax: Axes, timesteps: Sequence[int], max_ticks: int = 8) -> None:
+    """Linear t axis: labelled ticks at round values (at most `max_ticks`, so labels never overprint), small
+    unlabelled ticks at the sampled grid, never below t = 0."""
+    hi = max(timesteps)
+    step = next((s for s in T_TICK_STEPS if hi // s + 1 <= max_ticks), T_TICK_STEPS[-1])
+    ax.set_xscale("linear")
+    ax.set_xlim(-0.03 * max(hi, 1), hi * 1.03 + (hi == 0))
+    ax.set_xticks(list(range(0, hi + 1, step)))
+    ax.set_xticks(sorted(set(timesteps)), minor=True)
+    ax.tick_params(axis="x", which="minor", length=3, labelbottom=False)
+    ax.set_xlabel("t (small ticks: the sampled grid)")
 
 
 def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, Mapping]],
@@ -464,16 +518,17 @@ def plot_timestep_sweep(axes: Sequence[Axes], sweep: Mapping[str, Mapping[int, M
                                    fmt=styles[mode], color=colour, marker="o", ms=3, capsize=2, elinewidth=1)
                 for artist in bars.get_children():  # shifted after autoscaling, which ignores shifted artists
                     artist.set_transform(offset_copy(ax.transData, ax.figure, x=shift, units="points"))
+    handles: dict[str, Any] = {}
     if gt is not None:
         for level, ls in (("parts", ":"), ("objects", "-.")):
-            axes[1].axhline(gt[f"gt_{level}"], color="grey", ls=ls, lw=1, label=f"GT {level}")
-        axes[1].legend(loc="best")
+            handles[f"GT {level} count"] = axes[1].axhline(gt[f"gt_{level}"], color="grey", ls=ls, lw=1)
     sides = list(next(iter(next(iter(sweep.values())).values()))["entropy"])
-    axes[0].legend([*(Line2D([], [], color=f"C{j + 2}") for j in range(len(sides))),
-                    *(Line2D([], [], color="k", ls=styles[m]) for m in sweep)],
-                   [*(f"{s}x{s}" for s in sides), *(f"noise {m}" for m in sweep)], loc="best")
-    axes[2].legend([*(Line2D([], [], color=c, marker="o", ms=3) for c in SWEEP_METHODS.values())],
-                   list(SWEEP_METHODS), loc="best")
+    handles |= {f"entropy {s}x{s}": Line2D([], [], color=f"C{j + 2}") for j, s in enumerate(sides)}
+    handles |= {f"noise {m}": Line2D([], [], color="k", ls=styles[m]) for m in sweep}
+    handles |= {m: Line2D([], [], color=c, marker="o", ms=3) for m, c in SWEEP_METHODS.items()}
+    # one legend below the panels: inside, it would sit on curves that span the whole t range
+    axes[0].figure.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                          ncols=min(len(handles), 5))
     ts = list(next(iter(sweep.values())))
     for ax, title in zip(axes, ["attention entropy (1 = uniform)", *(t for _, t in SWEEP_PANELS)], strict=True):
         timestep_axis(ax, ts)
@@ -503,7 +558,7 @@ def plot_level_snr(ax: Axes, amplitudes: Mapping[str, float], alphas_cumprod: Te
     ax.axhline(1, color="grey", ls=":", lw=1, label="signal = noise (one pixel)")
     ax.set(yscale="log", ylabel="amplitude / noise std")
     timestep_axis(ax, timesteps)
-    ax.legend(loc="best")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the axes, never over the curves
 
 
 def plot_iou_by_area(ax: Axes, by_t: Mapping[int, Sequence[Mapping[str, float]]],
@@ -521,7 +576,7 @@ def plot_iou_by_area(ax: Axes, by_t: Mapping[int, Sequence[Mapping[str, float]]]
                     ms=3, capsize=2, elinewidth=1, label=label)
     timestep_axis(ax, ts)
     ax.set(ylabel="matched IoU", title=title)
-    ax.legend(loc="best", title="segment area")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="segment area")  # beside, not over data
 
 
 def mark_points(ax: Axes, points: Mapping[str, tuple[float, float]], hw: tuple[int, int]) -> None:
@@ -531,3 +586,134 @@ def mark_points(ax: Axes, points: Mapping[str, tuple[float, float]], hw: tuple[i
         ax.plot(x, y, "+", color=f"C{k}", ms=10, mew=2)
         ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", color=f"C{k}", fontsize=8,
                     fontweight="bold")
+
+
+def show_row_to_map(axes: Sequence[Axes], image: torch.Tensor, attention: torch.Tensor,
+                    query: tuple[float, float]) -> list[AxesImage]:
+    """What a query's map is, in three panels: the image with the query's token boxed, the layer's (Q, Q)
+    attention matrix with the query's row marked, and that row reshaped to the (r, r) token grid.
+
+    Both attention panels are in multiples of uniform attention; pass the returned images to `share_scale`.
+    """
+    import math
+
+    from matplotlib.patches import Rectangle
+
+    n = attention.shape[0]
+    side = math.isqrt(n)
+    y, x = int(query[0] * side), int(query[1] * side)
+    row = y * side + x
+    rel = _np(attention) * n
+    show_image(axes[0], image, f"image: {side}x{side} tokens")
+    cell = image.shape[-1] / side
+    axes[0].add_patch(Rectangle((x * cell - 0.5, y * cell - 0.5), cell, cell, fill=False, ec="cyan", lw=1.5))
+    axes[0].annotate("query", (x * cell + cell, y * cell), xytext=(6, -6), textcoords="offset points",
+                     color="cyan", fontweight="bold", path_effects=[withStroke(linewidth=2, foreground="k")])
+    matrix = axes[1].imshow(rel, cmap="magma", interpolation="antialiased")
+    axes[1].axhline(row, color="cyan", lw=1.2)
+    axes[1].annotate(f"query row {row}", (0, row), xytext=(3, 3), textcoords="offset points", ha="left",
+                     va="bottom", color="cyan", fontweight="bold",
+                     path_effects=[withStroke(linewidth=2, foreground="k")])
+    axes[1].set(title=f"softmax(QKᵀ/√d): {n} x {n}", xlabel="key", ylabel="query", xticks=[], yticks=[])
+    grid = show_map(axes[2], rel[row].reshape(side, side), f"row {row} on the {side}x{side} grid", query=(y, x))
+    return [matrix, grid]
+
+
+def query_grid(cap, image: torch.Tensor, queries: Sequence[tuple[float, float]], t: int) -> Figure:
+    """The query explorer's frame (`query_explorer`) at several query pixels: one row each, one shared scale."""
+    first = cap.query_maps(t, queries[0])
+    fig, axes = plt.subplots(len(queries), len(first) + 1, figsize=(2.2 * (len(first) + 1) + 0.8,
+                                                                     2.2 * len(queries)), squeeze=False)
+    images = []
+    for row, q in zip(axes, queries, strict=True):
+        images += show_query_row(row, image, cap.query_maps(t, q), q, f"query ({q[0]:.2f}, {q[1]:.2f}), t={t}")
+    share_scale(images, UNIFORM_LABEL, axes)
+    return fig
+
+
+def show_matrix(ax: Axes, matrix: torch.Tensor | np.ndarray, title: str = "", fmt: str = "{:.2f}",
+                labels: Sequence[str] | None = None, limits: tuple[float, float] = (0.0, 1.0)) -> AxesImage:
+    """A small matrix (e.g. a Markov chain's P^k; a vector is one row) as a heat map on the scale `limits`, every
+    entry written in its cell; rows are 'from', columns 'to'. Pass the returned images to `share_scale` with the
+    same limits for one colour bar."""
+    m = _np(matrix).astype(float)
+    if m.ndim == 1:
+        m = m[None]
+    im = ax.imshow(m, cmap="magma", vmin=limits[0], vmax=limits[1])
+    mid = (limits[0] + limits[1]) / 2  # text dark on the bright half of the map, light on the dark half
+    for (i, j), value in np.ndenumerate(m):
+        ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8,
+                color="black" if value > mid else "white")
+    ax.set_title(title)
+    names = labels or [str(i) for i in range(m.shape[1])]
+    ax.set_xticks(range(m.shape[1]), names)
+    ax.set_yticks(range(m.shape[0]), names[: m.shape[0]] if m.shape[0] > 1 else [""])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return im
+
+
+def _numbered_map(ax: Axes, values: Tensor | np.ndarray, title: str, vmax: float) -> AxesImage:
+    """A small map with its value written in every cell (the worked examples)."""
+    arr = _np(values).astype(float)
+    im = ax.imshow(arr, cmap="magma", vmin=0, vmax=vmax)
+    for (y, x), v in np.ndenumerate(arr):
+        ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                color="black" if v > 0.6 * vmax else "white")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def show_aggregation(key_maps: Mapping[int, Tensor], resized: Mapping[int, Tensor], weights: Mapping[int, float],
+                     total: Tensor, query: tuple[int, int]) -> Figure:
+    """DiffSeg's aggregation for one query as a drawing with its numbers (`diffseg.aggregate`, worked by hand).
+
+    One row per resolution r (largest first): the r x r query grid with the cell whose row the query reads
+    (query (qy, qx) on the R grid reads row (qy * r // R, qx * r // R): the query side is repeated), that row's
+    r x r key map, the map bilinearly resized to R x R and renormalised, and its weight; on the right, the
+    weighted sum: the query's (R, R) slice of the aggregate. key_maps {r: (r, r)}, resized {r: (R, R)},
+    weights {r: w}, total (R, R), query (qy, qx) on the R grid.
+    """
+    sides = sorted(key_maps, reverse=True)
+    R = int(total.shape[-1])
+    vmax = max(float(_np(m).max()) for m in [*key_maps.values(), *resized.values(), total])
+    fig = plt.figure(figsize=(10.5, 2.6 * len(sides)))
+    grid = fig.add_gridspec(len(sides), 4, width_ratios=[1, 1, 1, 1.15], wspace=0.55, hspace=0.45)
+    rows = []
+    for row, r in enumerate(sides):
+        ax = fig.add_subplot(grid[row, 0])
+        py, px = query[0] * r // R, query[1] * r // R
+        f = R / r
+        ax.set(xlim=(0, R), ylim=(R, 0), aspect="equal", xticks=[], yticks=[])
+        for k in range(R + 1):  # the R x R queries, thin; the r x r cells of this layer, bold
+            lw = 1.6 if k % f == 0 else 0.4
+            ax.axhline(k, color="k", lw=lw)
+            ax.axvline(k, color="k", lw=lw)
+        ax.add_patch(plt.Rectangle((px * f, py * f), f, f, color="C1", alpha=0.45))
+        ax.add_patch(plt.Rectangle((query[1], query[0]), 1, 1, color="C0"))
+        note = "its own row" if r == R else f"row of cell ({py}, {px}),\nshared by {int(f * f)} queries"
+        ax.set_title(f"{r}×{r} layer, query side:\nquery {tuple(query)} reads {note}", fontsize=9)
+        ax.spines[["top", "right"]].set_visible(True)
+        km = fig.add_subplot(grid[row, 1])
+        _numbered_map(km, key_maps[r], f"its key map ({r}×{r})", vmax)
+        rs = fig.add_subplot(grid[row, 2])
+        how = "unchanged" if r == R else f"bilinear to {R}×{R}, ÷ sum"
+        _numbered_map(rs, resized[r], how, vmax)
+        for a, b in ((ax, km), (km, rs)):
+            fig.add_artist(ConnectionPatch((1.04, 0.5), (-0.04, 0.5), "axes fraction", "axes fraction", axesA=a,
+                                           axesB=b, arrowstyle="->", lw=1.2, color="0.3"))
+        w = Fraction(weights[r]).limit_denominator(1000)
+        rs.annotate(f"× {w}", (1.06, 0.5), xycoords="axes fraction", va="center", fontsize=10, color="C3",
+                    fontweight="bold")
+        rows.append(rs)
+    tot = fig.add_subplot(grid[:, 3])
+    for rs in rows:
+        fig.add_artist(ConnectionPatch((1.42, 0.5), (-0.06, 0.5), "axes fraction", "axes fraction", axesA=rs,
+                                       axesB=tot, arrowstyle="->", lw=1.2, color="C3"))
+    im = _numbered_map(tot, total, f"aggregate[{query[0]}, {query[1]}]\n= the weighted sum", vmax)
+    tot.set_box_aspect(1)
+    fig.colorbar(im, ax=tot, shrink=0.6, pad=0.08, label="attention")
+    return fig

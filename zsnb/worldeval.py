@@ -9,6 +9,7 @@ comparisons, tuning) live in the repository's `experiments/` folder.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,13 @@ def scene_tensor(scenes: Sequence[world.Scene]) -> torch.Tensor:
     return torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
 
 
+def bar(iterable: Any = None, **kwargs: Any) -> tqdm:
+    """A text progress bar that a stored notebook keeps legibly: nothing drawn for work done within a second (a
+    resumed run with nothing left shows no bar stuck at 0/N), and off a terminal (a notebook stores every redraw
+    as a line) one redraw per 30 s instead of per 0.1 s."""
+    return tqdm(iterable, delay=1, mininterval=1 if sys.stderr.isatty() else 30, **kwargs)
+
+
 def captures(backbone: Backbone, seeds: Sequence[int], needs: Needs, size: int | None = None,
              batch: int | None = None, progress: bool = True, memory_gb: float = DEFAULT_BUDGET_GB
              ) -> Iterator[tuple[list[world.Scene], Capture]]:
@@ -51,10 +59,10 @@ def captures(backbone: Backbone, seeds: Sequence[int], needs: Needs, size: int |
     """
     scenes = [world.scene(s, size or backbone.resolution) for s in seeds]
     batches = harness.captures(backbone, scene_tensor(scenes), needs, batch, memory_gb)
-    with tqdm(total=len(scenes), desc="capture", unit="scene", disable=not progress) as bar:
+    with bar(total=len(scenes), desc="capture", unit="scene", disable=not progress) as progress_bar:
         for rows, cap in batches:
             yield [scenes[i] for i in rows], cap
-            bar.update(len(rows))
+            progress_bar.update(len(rows))
 
 
 def scene_scores(pred: torch.Tensor | np.ndarray, objects: np.ndarray, parts: np.ndarray) -> dict[str, float]:
