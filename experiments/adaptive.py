@@ -43,12 +43,15 @@ class SceneMaps:
 
 def capture(backbone: Backbone, seeds: Sequence[int], timesteps: Sequence[int], draws: int, taps: Sequence[str] = (),
             noise: str = "seeded", seed: int = NOISE_SEED, progress: bool = False, size: int | None = None,
-            memory_gb: float = DEFAULT_BUDGET_GB) -> list[SceneMaps]:
-    """One capture per batch of every t: each scene's DiffSeg aggregate per t (T, N, N) and its taps."""
+            memory_gb: float = DEFAULT_BUDGET_GB, batch: int | None = None) -> list[SceneMaps]:
+    """One capture per batch of every t: each scene's DiffSeg aggregate per t (T, N, N) and its taps.
+
+    batch None: as many scenes as memory_gb holds; the kept maps (T * N * N floats per scene) come on top.
+    """
     ts = sorted(timesteps)
     needs = Needs(tuple(ts), noise, seed, draws, attention="self", features=tuple(taps))
     out = []
-    for scenes, cap in worldeval.captures(backbone, seeds, needs, size, None, progress, memory_gb):
+    for scenes, cap in worldeval.captures(backbone, seeds, needs, size, batch, progress, memory_gb):
         for i, s in enumerate(scenes):
             maps = torch.stack([hierarchy.contextual_similarity(cap.self_attention(t, i), None, "attention")
                                 for t in ts]).float()
@@ -200,9 +203,10 @@ def paired_difference(preds_a: Sequence[torch.Tensor], preds_b: Sequence[torch.T
     """Mean and standard error over scenes of mIoU(a) - mIoU(b) against one ground-truth level."""
     if level not in worldeval.LEVELS:
         raise ZsnbError(f"level={level!r}; use one of {list(worldeval.LEVELS)}.")
-    d = np.array([metrics.segment_miou(a, getattr(s, level)) - metrics.segment_miou(b, getattr(s, level))
-                  for a, b, s in zip(preds_a, preds_b, strict=True)])
-    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+    a, b = ([metrics.segment_miou(p, getattr(s, level)) for p, s in zip(preds, scenes, strict=True)]
+            for preds in (preds_a, preds_b))
+    d = paired(np.array(a), np.array(b))
+    return d["diff"], d["se"]
 
 
 def beats(diff: float, se: float, gain: float = 0.03, n_se: float = 3.0) -> bool:
