@@ -124,10 +124,14 @@ def test_layer_entropy_is_normalised(capture):
 def test_adaptive_method_segments_an_image(organism, scene_image):
     import zsnb
 
-    fine = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), kl_threshold=0.001)
-    coarse = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), kl_threshold=100.0)
+    assert zsnb.params("adaptive", organism).record.grouping == "ncut"  # the organism's chosen design
+    fine = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), tau=0.99)
+    coarse = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), tau=1e-6)
     assert fine.shape == (32, 32) and fine.dtype == torch.long
-    assert fine.max() > coarse.max() == 0  # a huge KL threshold merges everything
+    assert fine.max() > coarse.max() == 0  # NCut splits only below tau: a tiny tau keeps one segment
+    merged = zsnb.segment("adaptive", organism, scene_image, timesteps=(100, 500), grouping="diffseg",
+                          pipeline="region", kl_threshold=100.0)
+    assert merged.max() == 0  # a huge KL threshold merges everything
     with pytest.raises(ValueError, match="grouping"):
         zsnb.segment("adaptive", organism, scene_image, grouping="kmeans")
     with pytest.raises(ValueError, match="unknown parameter .steps."):

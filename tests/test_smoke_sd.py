@@ -26,7 +26,7 @@ RUNS: dict[str, dict] = {
     "03_timestep_hierarchy": {"n_scenes": 2, "timesteps": [0, 300], "noise_modes": ["none"]},
     "04_diffseg": {"n_scenes": 2, "tau_factors": [0.5, 1.0]},
     "05_diffcut": {"n_scenes": 2},
-    "06_adaptive_timesteps": {"n_scenes": 2, "timesteps": [50, 300]},
+    "06_adaptive_timesteps": {"n_scenes": 2},
     "07_benchmarks": {"limit": 2},
     "08_random_walk": {"n_scenes": 2, "powers": [1, 2]},
 }
